@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// cacheNixosKey is the key cache.nixos.org signs with.
+const cacheNixosKey = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="
+
+// serveConfig is every setting of `larder serve`. Each is a flag, a key of
+// the YAML config file and an environment variable LARDER_<KEY>.
+type serveConfig struct {
+	Listen         string
+	DataDir        string
+	Upstreams      []string
+	TrustedKeys    []string
+	SecretKeyFile  string
+	Priority       int
+	Offline        bool
+	Prepull        bool
+	NegativeTTL    time.Duration
+	UpstreamRate   int64
+	ConnectTimeout time.Duration
+	HeaderTimeout  time.Duration
+	StallTimeout   time.Duration
+	LogLevel       string
+}
+
+// pflagHelp means --help was asked for and printed.
+var pflagHelp = pflag.ErrHelp
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "larder")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "larder-data"
+	}
+	return filepath.Join(home, ".local", "share", "larder")
+}
+
+// serveFlags declares the flags; their defaults are the embedded defaults.
+func serveFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.String("config", "", "YAML config file")
+	fs.String("listen", ":5000", "address to listen on")
+	fs.String("data-dir", defaultDataDir(), "where NARs, the index and keys live")
+	fs.StringArray("upstream", []string{"https://cache.nixos.org"}, "upstream cache URL (repeatable, priority order)")
+	fs.StringArray("trusted-key", []string{cacheNixosKey}, "public key NAME:BASE64 an upstream narinfo must be signed with (repeatable)")
+	fs.String("secret-key-file", "", "signing key (default: <data-dir>/secret-key, created on first start)")
+	fs.Int("priority", 30, "nix-cache-info Priority (lower wins; cache.nixos.org is 40)")
+	fs.Bool("offline", false, "never contact upstreams")
+	fs.Bool("prepull", true, "start NAR downloads as soon as a narinfo is fetched")
+	fs.Duration("negative-ttl", 5*time.Minute, "how long an upstream 404 is remembered")
+	fs.Int64("upstream-rate", 0, "cap on total upstream bandwidth in bytes/s (0 = none)")
+	fs.Duration("connect-timeout", 5*time.Second, "upstream connect timeout")
+	fs.Duration("header-timeout", 20*time.Second, "upstream response-header timeout")
+	fs.Duration("stall-timeout", 60*time.Second, "abort an upstream body that sends nothing for this long")
+	fs.String("log-level", "info", "debug, info, warn or error")
+	return fs
+}
+
+// loadServeConfig resolves flags > environment > config file > defaults.
+func loadServeConfig(args []string) (*serveConfig, error) {
+	fs := serveFlags()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, pflagHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	v := viper.New()
+	v.SetEnvPrefix("LARDER")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	var bindErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		// BindEnv for every key: without it env-only values never reach
+		// the typed getters (viper#761).
+		bindErr = errors.Join(bindErr, v.BindPFlag(f.Name, f), v.BindEnv(f.Name))
+	})
+	if bindErr != nil {
+		return nil, bindErr
+	}
+	if file := v.GetString("config"); file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	c := &serveConfig{
+		Listen: v.GetString("listen"), DataDir: v.GetString("data-dir"),
+		Upstreams: stringList(v, "upstream"), TrustedKeys: stringList(v, "trusted-key"),
+		SecretKeyFile: v.GetString("secret-key-file"), Priority: v.GetInt("priority"),
+		Offline: v.GetBool("offline"), Prepull: v.GetBool("prepull"),
+		NegativeTTL: v.GetDuration("negative-ttl"), UpstreamRate: v.GetInt64("upstream-rate"),
+		ConnectTimeout: v.GetDuration("connect-timeout"), HeaderTimeout: v.GetDuration("header-timeout"),
+		StallTimeout: v.GetDuration("stall-timeout"), LogLevel: v.GetString("log-level"),
+	}
+	return c, c.validate()
+}
+
+// stringList reads a list key; from the environment it is split on commas
+// and white space.
+func stringList(v *viper.Viper, key string) []string {
+	var out []string
+	for _, s := range v.GetStringSlice(key) {
+		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func (c *serveConfig) validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("data-dir must be set")
+	}
+	if c.NegativeTTL < 0 || c.UpstreamRate < 0 {
+		return fmt.Errorf("negative-ttl and upstream-rate must not be negative")
+	}
+	if c.SecretKeyFile == "" {
+		c.SecretKeyFile = filepath.Join(c.DataDir, "secret-key")
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/nixlarder/larder/index"
+	"github.com/nixlarder/larder/mirror"
+	"github.com/nixlarder/larder/mirror/blob"
+	"github.com/nixlarder/larder/mirror/nixfmt"
+	"github.com/nixlarder/larder/mirror/upstream"
+	"github.com/nixlarder/larder/serve"
+)
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func runServe(args []string) error {
+	cfg, err := loadServeConfig(args)
+	if errors.Is(err, pflagHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel)
+	m, closeAll, err := buildMirror(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           serve.New(m, serve.Options{Priority: cfg.Priority, Log: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	logClientSettings(log, ln.Addr(), m.PublicKey(), cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+// buildMirror opens the data dir and wires the mirror.
+func buildMirror(cfg *serveConfig, log *slog.Logger) (*mirror.Mirror, func(), error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	key, created, err := loadOrCreateKey(cfg.SecretKeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if created {
+		log.Info("created signing key", "file", cfg.SecretKeyFile, "name", key.Name)
+	}
+	trusted, err := parseKeys(cfg.TrustedKeys)
+	if err != nil {
+		return nil, nil, err
+	}
+	blobs, err := blob.NewDisk(filepath.Join(cfg.DataDir, "store"))
+	if err != nil {
+		return nil, nil, err
+	}
+	idx, err := index.Open(filepath.Join(cfg.DataDir, "index.db"))
+	if err != nil {
+		return nil, nil, err
+	}
+	ups, err := buildUpstreams(cfg)
+	if err != nil {
+		idx.Close()
+		return nil, nil, err
+	}
+	m := mirror.New(mirror.Config{
+		Index: idx, Blobs: blobs, Upstreams: ups, TrustedKeys: trusted, Key: key,
+		Offline: cfg.Offline, Prepull: cfg.Prepull, NegativeTTL: cfg.NegativeTTL, Log: log,
+	})
+	return m, func() { m.Close(); idx.Close() }, nil
+}
+
+func parseKeys(list []string) ([]nixfmt.PublicKey, error) {
+	var keys []nixfmt.PublicKey
+	for _, s := range list {
+		k, err := nixfmt.ParsePublicKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted key %q: %w", s, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func buildUpstreams(cfg *serveConfig) ([]mirror.Upstream, error) {
+	var limiter *rate.Limiter
+	if cfg.UpstreamRate > 0 {
+		burst := int(min(cfg.UpstreamRate, 1<<20))
+		limiter = rate.NewLimiter(rate.Limit(cfg.UpstreamRate), burst)
+	}
+	var ups []mirror.Upstream
+	for _, u := range cfg.Upstreams {
+		opts := upstream.DefaultOptions()
+		opts.ConnectTimeout, opts.HeaderTimeout, opts.StallTimeout = cfg.ConnectTimeout, cfg.HeaderTimeout, cfg.StallTimeout
+		opts.Limiter = limiter
+		c, err := upstream.New(u, opts)
+		if err != nil {
+			return nil, err
+		}
+		ups = append(ups, c)
+	}
+	return ups, nil
+}
+
+// logClientSettings prints what to paste into clients' configuration.
+func logClientSettings(log *slog.Logger, addr net.Addr, pub nixfmt.PublicKey, cfg *serveConfig) {
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(addr.String())
+	url := fmt.Sprintf("http://%s:%s", host, port)
+	log.Info("larder serving", "listen", addr.String(), "data-dir", cfg.DataDir, "upstreams", cfg.Upstreams, "offline", cfg.Offline, "public-key", pub.String())
+	fmt.Fprintf(os.Stderr, `
+Client settings — NixOS:
+  nix.settings.substituters = [ "%[1]s" ];
+  nix.settings.trusted-public-keys = [ "%[2]s" ];
+Plain nix.conf:
+  substituters = %[1]s https://cache.nixos.org
+  trusted-public-keys = %[2]s %[3]s
+
+`, url, pub, cacheNixosKey)
+}

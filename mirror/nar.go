@@ -1,0 +1,135 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+
+	"github.com/nixlarder/larder/index"
+	"github.com/nixlarder/larder/mirror/blob"
+	"github.com/nixlarder/larder/mirror/nixfmt"
+)
+
+// NAR is an open NAR file: either committed (File, served with Range and
+// sendfile) or still downloading (Stream, which ends in an error if the
+// download fails verification).
+type NAR struct {
+	File   *os.File
+	Stream io.ReadCloser
+	Size   int64 // file size; -1 when not known yet
+}
+
+// Close releases the NAR.
+func (n *NAR) Close() error {
+	if n.File != nil {
+		return n.File.Close()
+	}
+	return n.Stream.Close()
+}
+
+// OpenNAR opens the NAR file with this NarHash and compression, from disk or
+// by joining (or starting) its one upstream download.
+func (m *Mirror) OpenNAR(ctx context.Context, narHash nixfmt.Hash, compression string) (*NAR, error) {
+	key := blobKey(narHash, compression)
+	for attempt := 0; attempt < 3; attempt++ {
+		if nar, err := m.openCommitted(ctx, narHash, compression); err == nil || !errors.Is(err, ErrNotFound) {
+			return nar, err
+		}
+		d, err := m.downloadFor(ctx, narHash, compression, key)
+		if err != nil {
+			return nil, err
+		}
+		f, err := d.follow(ctx)
+		if err != nil {
+			continue // it finished between the two looks: try the disk again
+		}
+		return &NAR{Stream: f, Size: d.expectedSize()}, nil
+	}
+	return nil, ErrNotFound
+}
+
+func (d *download) expectedSize() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.size
+}
+
+// openCommitted opens a committed file; a row whose file vanished is dropped.
+func (m *Mirror) openCommitted(ctx context.Context, narHash nixfmt.Hash, compression string) (*NAR, error) {
+	row, err := m.cfg.Index.NarFile(ctx, narHash.String(), compression)
+	if errors.Is(err, index.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := m.cfg.Blobs.Open(blobKey(narHash, compression))
+	if errors.Is(err, blob.ErrNotFound) {
+		m.log.Warn("indexed NAR file missing on disk; forgetting it", "nar", narHash.String())
+		m.cfg.Index.DeleteNarFile(ctx, row.NarHash, compression)
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.stats.NarHits.Add(1)
+	m.touchNar(row.NarHash)
+	return &NAR{File: f, Size: row.FileSize}, nil
+}
+
+// downloadFor finds a narinfo that names this NAR at an upstream and joins or
+// starts its download.
+func (m *Mirror) downloadFor(ctx context.Context, narHash nixfmt.Hash, compression, key string) (*download, error) {
+	m.mu.Lock()
+	d, ok := m.downloads[key]
+	m.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	rows, err := m.cfg.Index.NarInfosByNarHash(ctx, narHash.String())
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range rows {
+		ni, err := nixfmt.ParseNarInfo([]byte(row.Text))
+		if err != nil || ni.Compression != compression {
+			continue
+		}
+		if d, err := m.startDownload(row, ni); err == nil {
+			return d, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+// WaitNAR blocks until the NAR is committed (or its download failed). Used by
+// background pre-pulls and by Range requests on a NAR still downloading.
+func (m *Mirror) WaitNAR(ctx context.Context, narHash nixfmt.Hash, compression string) error {
+	nar, err := m.openCommitted(ctx, narHash, compression)
+	if err == nil {
+		return nar.Close()
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	d, err := m.downloadFor(ctx, narHash, compression, blobKey(narHash, compression))
+	if err != nil {
+		return err
+	}
+	return d.wait(ctx)
+}
+
+func (d *download) wait(ctx context.Context) error {
+	for {
+		_, done, err, changed := d.state()
+		if done {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
