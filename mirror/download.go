@@ -244,6 +244,11 @@ func (d *download) follow(ctx context.Context) (*follower, error) {
 func (r *follower) Read(p []byte) (int, error) {
 	for {
 		written, done, err, changed := r.d.state()
+		if !done && written > 0 {
+			// Hold the last byte back until the file verified: a client
+			// that got every byte of a bad NAR would see a clean transfer.
+			written--
+		}
 		if r.off < written {
 			if int64(len(p)) > written-r.off {
 				p = p[:written-r.off]
