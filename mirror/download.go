@@ -244,6 +244,9 @@ func (d *download) follow(ctx context.Context) (*follower, error) {
 func (r *follower) Read(p []byte) (int, error) {
 	for {
 		written, done, err, changed := r.d.state()
+		if done && err != nil {
+			return 0, err // never hand out the rest of a bad file
+		}
 		if !done && written > 0 {
 			// Hold the last byte back until the file verified: a client
 			// that got every byte of a bad NAR would see a clean transfer.
@@ -261,9 +264,6 @@ func (r *follower) Read(p []byte) (int, error) {
 			return n, rerr
 		}
 		if done {
-			if err != nil {
-				return 0, err
-			}
 			return 0, io.EOF
 		}
 		select {

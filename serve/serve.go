@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nixlarder/larder/mirror"
-	"github.com/nixlarder/larder/mirror/codec"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/mirror/upstream"
 )
