@@ -48,6 +48,13 @@ func Transient(err error) bool {
 	return true
 }
 
+// refused reports a connection that could not even be opened: the host is
+// down, and retrying only makes the client wait (the breaker takes over).
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // Options tune a Client.
 type Options struct {
 	ConnectTimeout time.Duration // dial + TLS
@@ -161,7 +168,7 @@ func (c *Client) Get(ctx context.Context, absURL string) (*Response, error) {
 			return nil, err
 		}
 		c.opts.Breaker.Failure()
-		if attempt >= c.opts.Retries {
+		if attempt >= c.opts.Retries || refused(err) {
 			return nil, err
 		}
 		backoff := time.Duration(100<<attempt)*time.Millisecond + rand.N(50*time.Millisecond)
