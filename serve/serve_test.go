@@ -29,7 +29,7 @@ type fixture struct {
 	key   nixfmt.SecretKey
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{up: mirrortest.NewUpstream(t)}
 	f.upKey, _ = nixfmt.GenerateKey("up-1")
@@ -59,7 +59,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) get(t *testing.T, method, path string, header ...string) (*http.Response, []byte, error) {
+func (f *fixture) get(t testing.TB, method, path string, header ...string) (*http.Response, []byte, error) {
 	t.Helper()
 	req, _ := http.NewRequest(method, f.srv.URL+path, nil)
 	for i := 0; i+1 < len(header); i += 2 {
@@ -75,7 +75,7 @@ func (f *fixture) get(t *testing.T, method, path string, header ...string) (*htt
 }
 
 // narURL fetches p's narinfo through Larder and returns the NAR path it names.
-func (f *fixture) narURL(t *testing.T, p *mirrortest.Path) string {
+func (f *fixture) narURL(t testing.TB, p *mirrortest.Path) string {
 	t.Helper()
 	resp, body, err := f.get(t, "GET", "/"+p.Info.HashPart()+".narinfo")
 	if err != nil || resp.StatusCode != 200 {

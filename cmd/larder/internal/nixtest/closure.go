@@ -49,8 +49,9 @@ func nonce() string {
 	return hex.EncodeToString(b)
 }
 
-// closureExpr writes a derivation graph without nixpkgs: path i refers to
-// path i-1 and path i/2, so the last one's closure is all of them.
+// closureExpr writes a derivation graph without nixpkgs, shaped like real
+// closures: a tree (path i refers to 2i+1 and 2i+2) whose every node also
+// refers to one shared leaf, as everything refers to glibc. p0 is the root.
 func closureExpr(nonce, corpus string, spec ClosureSpec) string {
 	size := corpusSize(corpus)
 	var b strings.Builder
@@ -62,18 +63,18 @@ func closureExpr(nonce, corpus string, spec ClosureSpec) string {
 		"      /usr/bin/tail -c +${toString offset} %s | /usr/bin/head -c %d > $out/data\n    '' ];\n  };\n",
 		nonce, nonce, corpus, spec.FileBytes)
 	span := max(size-int64(spec.FileBytes), 1)
+	leaf := spec.Paths - 1
 	for i := 0; i < spec.Paths; i++ {
 		var refs []string
-		if i > 0 {
-			refs = append(refs, fmt.Sprintf("p%d", i-1))
-			if i/2 != i-1 {
-				refs = append(refs, fmt.Sprintf("p%d", i/2))
+		for _, r := range []int{2*i + 1, 2*i + 2, leaf} {
+			if r < spec.Paths && r != i && (r != leaf || 2*i+1 != leaf && 2*i+2 != leaf) {
+				refs = append(refs, fmt.Sprintf("p%d", r))
 			}
 		}
 		offset := (int64(i)*int64(spec.FileBytes)*7+int64(len(nonce)*i*4099))%span + 1
 		fmt.Fprintf(&b, "  p%d = mk %d [ %s ] %d;\n", i, i, strings.Join(refs, " "), offset)
 	}
-	fmt.Fprintf(&b, "in { root = p%d; }\n", spec.Paths-1)
+	b.WriteString("in { root = p0; }\n")
 	return b.String()
 }
 
