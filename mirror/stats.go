@@ -5,9 +5,9 @@ import "sync/atomic"
 // Stats are the mirror's counters since start.
 type Stats struct {
 	NarInfoHits, NarInfoMisses, NarInfoUpstream atomic.Int64
-	NarHits, NarFetches, NarFetchFailures      atomic.Int64
-	VerifyFailures, SignatureRejects           atomic.Int64
-	BytesFromDisk, BytesFromUpstream           atomic.Int64
+	NarHits, NarFetches, NarFetchFailures       atomic.Int64
+	VerifyFailures, SignatureRejects            atomic.Int64
+	BytesFromDisk, BytesFromUpstream            atomic.Int64
 }
 
 // StatsSnapshot is a copy of Stats.
