@@ -115,3 +115,30 @@ func TestConcurrentWrites(t *testing.T) {
 		t.Fatalf("%d files, want 200", files)
 	}
 }
+
+func TestPins(t *testing.T) {
+	db, _ := openTemp(t)
+	ctx := context.Background()
+	if err := db.SetPin(ctx, "trip", nil); err == nil {
+		t.Fatal("a pin without roots was recorded")
+	}
+	if err := db.SetPin(ctx, "trip", []string{"/nix/store/a", "/nix/store/b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetPin(ctx, "trip", []string{"/nix/store/c"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := db.Pin(ctx, "trip")
+	if err != nil || len(p.Roots) != 1 || p.Roots[0] != "/nix/store/c" {
+		t.Fatalf("re-pinning must replace the roots: %+v %v", p, err)
+	}
+	if err := db.DeletePin(ctx, "trip"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pin(ctx, "trip"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted pin still there: %v", err)
+	}
+	if err := db.DeletePin(ctx, "trip"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleting a missing pin: %v", err)
+	}
+}

@@ -8,8 +8,11 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror/codec"
@@ -25,6 +28,9 @@ var ErrVerify = errors.New("NAR verification failed")
 type download struct {
 	key  string
 	size int64 // expected file size, or -1
+
+	pace      *rate.Limiter // a prefetch's bandwidth cap, or nil
+	followers atomic.Int32  // clients reading along; they lift the cap
 
 	mu      sync.Mutex
 	tmp     *os.File
@@ -57,6 +63,11 @@ func (m *Mirror) inFlight(key string) bool {
 
 // startDownload returns the download of a NAR, starting it if none runs.
 func (m *Mirror) startDownload(row *index.NarInfo, ni *nixfmt.NarInfo) (*download, error) {
+	return m.startDownloadPaced(row, ni, nil)
+}
+
+// startDownloadPaced is startDownload with a bandwidth cap for a new download.
+func (m *Mirror) startDownloadPaced(row *index.NarInfo, ni *nixfmt.NarInfo, pace *rate.Limiter) (*download, error) {
 	key := blobKey(ni.NarHash, ni.Compression)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -75,7 +86,7 @@ func (m *Mirror) startDownload(row *index.NarInfo, ni *nixfmt.NarInfo) (*downloa
 	if ni.FileSize > 0 {
 		size = int64(ni.FileSize)
 	}
-	d := &download{key: key, size: size, tmp: tmp, changed: make(chan struct{})}
+	d := &download{key: key, size: size, tmp: tmp, pace: pace, changed: make(chan struct{})}
 	m.downloads[key] = d
 	m.stats.NarFetches.Add(1)
 	go m.runDownload(d, up, row, ni)
@@ -142,6 +153,11 @@ func (m *Mirror) fetchVerified(ctx context.Context, d *download, up Upstream, ro
 			total += int64(n)
 			m.stats.BytesFromUpstream.Add(int64(n))
 			d.update(func() { d.written = total })
+			if err := d.throttle(ctx, n); err != nil {
+				pw.CloseWithError(err)
+				<-narResult
+				return nil, err
+			}
 		}
 		if rerr == io.EOF {
 			break
@@ -162,6 +178,19 @@ func (m *Mirror) fetchVerified(ctx context.Context, d *download, up Upstream, ro
 	}
 	return &index.NarFile{NarHash: ni.NarHash.String(), Compression: ni.Compression,
 		FileHash: got.String(), FileSize: total, NarSize: int64(ni.NarSize)}, nil
+}
+
+// throttle waits for a prefetch's bandwidth cap, unless a client is reading
+// along: client traffic never waits behind a prefetch.
+func (d *download) throttle(ctx context.Context, n int) error {
+	for d.pace != nil && n > 0 && d.followers.Load() == 0 {
+		chunk := min(n, d.pace.Burst())
+		if err := d.pace.WaitN(ctx, chunk); err != nil {
+			return err
+		}
+		n -= chunk
+	}
+	return nil
 }
 
 func checkFile(ni *nixfmt.NarInfo, got nixfmt.Hash, size int64) error {
@@ -238,6 +267,7 @@ func (d *download) follow(ctx context.Context) (*follower, error) {
 	if err != nil {
 		return nil, fmt.Errorf("follow download: %w", err)
 	}
+	d.followers.Add(1)
 	return &follower{ctx: ctx, d: d, f: os.NewFile(uintptr(fd), d.key)}, nil
 }
 
@@ -274,4 +304,7 @@ func (r *follower) Read(p []byte) (int, error) {
 	}
 }
 
-func (r *follower) Close() error { return r.f.Close() }
+func (r *follower) Close() error {
+	r.d.followers.Add(-1)
+	return r.f.Close()
+}

@@ -32,6 +32,7 @@ type Cache interface {
 type Options struct {
 	Priority int // nix-cache-info Priority: lower wins; cache.nixos.org is 40
 	Log      *slog.Logger
+	Tools    Tools // the /api endpoints; nil turns them off
 }
 
 // Server is the HTTP handler.
@@ -78,6 +79,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	if len(p) > maxPathLen || r.URL.RawPath != "" || strings.Contains(p, "..") || strings.ContainsAny(p, "\x00\\") {
 		return fmt.Errorf("%w: malformed path", errBadRequest)
 	}
+	if strings.HasPrefix(p, "/api/") && s.opts.Tools != nil {
+		return s.api(w, r, p)
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return errMethod
 	}
@@ -112,6 +116,16 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 			return s.passthrough(w, r, p[1:], "text/plain; charset=utf-8")
 		}
 		return fmt.Errorf("%w: not a derivation name", errBadRequest)
+	}
+	return mirror.ErrNotFound
+}
+
+func (s *Server) api(w http.ResponseWriter, r *http.Request, p string) error {
+	switch p {
+	case "/api/prefetch":
+		return s.apiPrefetch(w, r)
+	case "/api/pins":
+		return s.apiPins(w, r)
 	}
 	return mirror.ErrNotFound
 }

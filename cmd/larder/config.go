@@ -49,8 +49,8 @@ func defaultDataDir() string {
 }
 
 // serveFlags declares the flags; their defaults are the embedded defaults.
-func serveFlags() *pflag.FlagSet {
-	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+func serveFlags(name string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.String("config", "", "YAML config file")
 	fs.String("listen", ":5000", "address to listen on")
 	fs.String("data-dir", defaultDataDir(), "where NARs, the index and keys live")
@@ -71,7 +71,7 @@ func serveFlags() *pflag.FlagSet {
 
 // loadServeConfig resolves flags > environment > config file > defaults.
 func loadServeConfig(args []string) (*serveConfig, error) {
-	fs := serveFlags()
+	fs := serveFlags("serve")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, pflagHelp
@@ -81,6 +81,12 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	return configFrom(fs)
+}
+
+// configFrom reads the serve settings of a parsed flag set (which may hold
+// more flags, as prefetch's does) through viper.
+func configFrom(fs *pflag.FlagSet) (*serveConfig, error) {
 	v := viper.New()
 	v.SetEnvPrefix("LARDER")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))

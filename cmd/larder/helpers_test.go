@@ -3,6 +3,8 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -10,12 +12,48 @@ import (
 // throttledFileServer serves dir with each response body limited to
 // bytesPerSec, so a test can catch downloads in the middle.
 func throttledFileServer(t testing.TB, dir string, bytesPerSec int) string {
+	return newCountingServer(t, dir, bytesPerSec).URL
+}
+
+// countingServer is a throttled file server that counts requests per path.
+type countingServer struct {
+	URL string
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func newCountingServer(t testing.TB, dir string, bytesPerSec int) *countingServer {
+	c := &countingServer{n: map[string]int{}}
 	fs := http.FileServer(http.Dir(dir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.n[r.URL.Path]++
+		c.mu.Unlock()
 		fs.ServeHTTP(&throttled{ResponseWriter: w, rate: bytesPerSec}, r)
 	}))
 	t.Cleanup(srv.Close)
-	return srv.URL
+	c.URL = srv.URL
+	return c
+}
+
+func (c *countingServer) counts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range c.n {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *countingServer) narRequests() int {
+	total := 0
+	for p, n := range c.counts() {
+		if strings.HasPrefix(p, "/nar/") {
+			total += n
+		}
+	}
+	return total
 }
 
 type throttled struct {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -11,6 +12,9 @@ const usage = `larder — an offline mirror and caching proxy for Nix binary cac
 
 Usage:
   larder serve [flags]                        run the cache (see larder serve --help)
+  larder prefetch [flags] [PATH...]           mirror whole closures ahead of time (--pin NAME to keep them)
+  larder check [--pin NAME | PATH...]         say whether closures would substitute offline (exit 1: no)
+  larder pins [rm NAME]                       list pins with size and offline-ready status; remove one
   larder keygen NAME SECRET_FILE PUBLIC_FILE  make a signing key pair (Nix's format)
 `
 
@@ -23,16 +27,29 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "serve":
 		err = runServe(args)
+	case "prefetch":
+		err = runPrefetch(args)
+	case "check":
+		err = runCheck(args)
+	case "pins":
+		err = runPins(args)
 	case "keygen":
 		err = runKeygen(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
 	default:
-		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(os.Stderr, "larder: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
 	}
-	if err != nil {
+	var incomplete exitIncomplete
+	switch {
+	case err == nil:
+	case errors.As(err, &incomplete):
 		fmt.Fprintln(os.Stderr, "larder:", err)
 		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "larder:", err)
+		os.Exit(2)
 	}
 }

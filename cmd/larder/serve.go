@@ -9,15 +9,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
 
-	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror"
-	"github.com/nixlarder/larder/mirror/blob"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/mirror/upstream"
 	"github.com/nixlarder/larder/serve"
@@ -40,18 +37,19 @@ func runServe(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
-	m, closeAll, err := buildMirror(cfg, log)
+	dd, err := openDataDir(cfg, log, true)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
+	defer dd.Close()
+	m := dd.mirror
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           serve.New(m, serve.Options{Priority: cfg.Priority, Log: log}),
+		Handler:           serve.New(m, serve.Options{Priority: cfg.Priority, Log: log, Tools: dd.service()}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -69,42 +67,6 @@ func runServe(args []string) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
-}
-
-// buildMirror opens the data dir and wires the mirror.
-func buildMirror(cfg *serveConfig, log *slog.Logger) (*mirror.Mirror, func(), error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, nil, err
-	}
-	key, created, err := loadOrCreateKey(cfg.SecretKeyFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	if created {
-		log.Info("created signing key", "file", cfg.SecretKeyFile, "name", key.Name)
-	}
-	trusted, err := parseKeys(cfg.TrustedKeys)
-	if err != nil {
-		return nil, nil, err
-	}
-	blobs, err := blob.NewDisk(filepath.Join(cfg.DataDir, "store"))
-	if err != nil {
-		return nil, nil, err
-	}
-	idx, err := index.Open(filepath.Join(cfg.DataDir, "index.db"))
-	if err != nil {
-		return nil, nil, err
-	}
-	ups, err := buildUpstreams(cfg)
-	if err != nil {
-		idx.Close()
-		return nil, nil, err
-	}
-	m := mirror.New(mirror.Config{
-		Index: idx, Blobs: blobs, Upstreams: ups, TrustedKeys: trusted, Key: key,
-		Offline: cfg.Offline, Prepull: cfg.Prepull, NegativeTTL: cfg.NegativeTTL, Log: log,
-	})
-	return m, func() { m.Close(); idx.Close() }, nil
 }
 
 func parseKeys(list []string) ([]nixfmt.PublicKey, error) {

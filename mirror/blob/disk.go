@@ -121,3 +121,13 @@ func (d *Disk) Remove(key string) error {
 	}
 	return nil
 }
+
+// OpenDisk opens an existing store for reading alongside the process that
+// owns it: unlike NewDisk it leaves temp files alone.
+func OpenDisk(root string) (*Disk, error) {
+	d := &Disk{root: root}
+	if _, err := os.Stat(d.tmpDir()); err != nil {
+		return nil, fmt.Errorf("no Larder store at %s: %w", root, err)
+	}
+	return d, nil
+}

@@ -66,8 +66,10 @@ func closureExpr(nonce, corpus string, spec ClosureSpec) string {
 	leaf := spec.Paths - 1
 	for i := 0; i < spec.Paths; i++ {
 		var refs []string
+		seen := map[int]bool{i: true}
 		for _, r := range []int{2*i + 1, 2*i + 2, leaf} {
-			if r < spec.Paths && r != i && (r != leaf || 2*i+1 != leaf && 2*i+2 != leaf) {
+			if r < spec.Paths && !seen[r] {
+				seen[r] = true
 				refs = append(refs, fmt.Sprintf("p%d", r))
 			}
 		}

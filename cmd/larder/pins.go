@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nixlarder/larder/index"
+	"github.com/nixlarder/larder/prefetch"
+)
+
+// readerFlags are the flags of commands that only read a data dir.
+func readerFlags(name string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.String("config", "", "YAML config file")
+	fs.String("data-dir", defaultDataDir(), "Larder's data dir")
+	return fs
+}
+
+func openReader(fs *pflag.FlagSet) (*dataDir, error) {
+	full := serveFlags(fs.Name())
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			full.Set(f.Name, f.Value.String())
+		}
+	})
+	cfg, err := configFrom(full)
+	if err != nil {
+		return nil, err
+	}
+	return openDataDir(cfg, newLogger("warn"), false)
+}
+
+// runPins lists pins, or removes one with `pins rm NAME`.
+func runPins(args []string) error {
+	fs := readerFlags("pins")
+	if err := fs.Parse(args); err != nil {
+		return helpIsFine(err)
+	}
+	dd, err := openReader(fs)
+	if err != nil {
+		return err
+	}
+	defer dd.Close()
+	ctx := context.Background()
+	if fs.NArg() == 2 && fs.Arg(0) == "rm" {
+		if err := dd.idx.DeletePin(ctx, fs.Arg(1)); errors.Is(err, index.ErrNotFound) {
+			return fmt.Errorf("no pin named %q", fs.Arg(1))
+		} else if err != nil {
+			return err
+		}
+		fmt.Printf("removed pin %s\n", fs.Arg(1))
+		return nil
+	}
+	if fs.NArg() != 0 {
+		return errors.New("usage: larder pins [rm NAME]")
+	}
+	pins, err := dd.service().PinStatuses(ctx, false)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "PIN\tROOTS\tPATHS\tSIZE\tOFFLINE-READY\tUPDATED")
+	for _, p := range pins {
+		ready := "yes"
+		if !p.OfflineReady {
+			ready = fmt.Sprintf("no (%d missing)", len(p.Problems))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", p.Name, len(p.Roots), p.Paths, prefetch.HumanBytes(p.Bytes), ready, p.UpdatedAt.Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
+}
+
+// runCheck verifies from the index and disk alone that closures would
+// substitute offline; exit status 1 names what is missing.
+func runCheck(args []string) error {
+	fs := readerFlags("check")
+	pin := fs.String("pin", "", "check this pin's closure")
+	quick := fs.Bool("quick", false, "check file sizes only, do not re-hash NAR files")
+	if err := fs.Parse(args); err != nil {
+		return helpIsFine(err)
+	}
+	dd, err := openReader(fs)
+	if err != nil {
+		return err
+	}
+	defer dd.Close()
+	ctx := context.Background()
+	roots := fs.Args()
+	if *pin != "" {
+		p, err := dd.idx.Pin(ctx, *pin)
+		if errors.Is(err, index.ErrNotFound) {
+			return fmt.Errorf("no pin named %q", *pin)
+		} else if err != nil {
+			return err
+		}
+		roots = append(roots, p.Roots...)
+	}
+	if len(roots) == 0 {
+		return errors.New("usage: larder check [--pin NAME | PATH...]")
+	}
+	rep, err := prefetch.Check(ctx, dd.mirror, roots, !*quick)
+	if err != nil {
+		return err
+	}
+	for _, p := range rep.Problems {
+		fmt.Printf("missing: %s: %s\n", p.Path, p.Reason)
+	}
+	if !rep.OK() {
+		return exitIncomplete{fmt.Sprintf("NOT offline-ready: %d of %d paths missing or damaged", len(rep.Problems), rep.Paths)}
+	}
+	fmt.Printf("offline-ready: %d paths, %s\n", rep.Paths, prefetch.HumanBytes(rep.Bytes))
+	return nil
+}
+
+func helpIsFine(err error) error {
+	if errors.Is(err, pflag.ErrHelp) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,65 @@
+package prefetch
+
+import (
+	"context"
+	"time"
+
+	"github.com/nixlarder/larder/index"
+)
+
+// PinLister lists pins.
+type PinLister interface {
+	Pins(ctx context.Context) ([]*index.Pin, error)
+}
+
+// Service is prefetch, pins and checks over one data dir: what the server
+// offers on /api and what the CLI runs in-process with --data-dir.
+type Service struct {
+	Engine   Engine
+	Store    Store
+	PinList  PinLister
+	Interval time.Duration // between progress reports
+}
+
+// Prefetch resolves the request's roots (an error here means nothing was
+// recorded), then mirrors their closures.
+func (s *Service) Prefetch(ctx context.Context, req *Request, progress func(Progress)) (*Report, error) {
+	roots, err := s.Engine.Resolve(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	interval := s.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	return s.Engine.Run(ctx, req, roots, interval, progress), nil
+}
+
+// PinStatus is a pin with the state of its closure on disk.
+type PinStatus struct {
+	Name         string    `json:"name"`
+	Roots        []string  `json:"roots"`
+	Paths        int       `json:"paths"`
+	Bytes        int64     `json:"bytes"`
+	OfflineReady bool      `json:"offline_ready"`
+	Problems     []Problem `json:"problems,omitempty"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// PinStatuses checks every pin (sizes only unless deep).
+func (s *Service) PinStatuses(ctx context.Context, deep bool) ([]PinStatus, error) {
+	pins, err := s.PinList.Pins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PinStatus, 0, len(pins))
+	for _, p := range pins {
+		rep, err := Check(ctx, s.Store, p.Roots, deep)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, PinStatus{Name: p.Name, Roots: p.Roots, Paths: rep.Paths, Bytes: rep.Bytes,
+			OfflineReady: rep.OK(), Problems: rep.Problems, UpdatedAt: p.UpdatedAt})
+	}
+	return out, nil
+}

@@ -1,0 +1,77 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/nixlarder/larder/prefetch"
+)
+
+// Tools is what the /api endpoints need: prefetch and pin status.
+type Tools interface {
+	Prefetch(ctx context.Context, req *prefetch.Request, progress func(prefetch.Progress)) (*prefetch.Report, error)
+	PinStatuses(ctx context.Context, deep bool) ([]prefetch.PinStatus, error)
+}
+
+// Event is one line of the NDJSON stream of POST /api/prefetch.
+type Event struct {
+	Progress *prefetch.Progress `json:"progress,omitempty"`
+	Report   *prefetch.Report   `json:"report,omitempty"`
+	Error    string             `json:"error,omitempty"`
+}
+
+const maxAPIBody = 64 << 20 // a store-paths list of a whole channel fits
+
+// apiPrefetch runs a prefetch for as long as the caller stays connected,
+// streaming progress lines and a final report. Bad input answers 400 before
+// anything is recorded.
+func (s *Server) apiPrefetch(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return errMethod
+	}
+	var req prefetch.Request
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&req); err != nil {
+		return fmt.Errorf("%w: prefetch request: %v", errBadRequest, err)
+	}
+	var mu sync.Mutex
+	started := false
+	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w)
+	emit := func(ev Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			started = true
+		}
+		enc.Encode(ev)
+		rc.Flush()
+	}
+	rep, err := s.opts.Tools.Prefetch(r.Context(), &req, func(p prefetch.Progress) { emit(Event{Progress: &p}) })
+	if errors.Is(err, prefetch.ErrBadInput) {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if err != nil {
+		return err
+	}
+	emit(Event{Report: rep})
+	return nil
+}
+
+// apiPins lists pins with their offline-ready state as JSON.
+func (s *Server) apiPins(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return errMethod
+	}
+	pins, err := s.opts.Tools.PinStatuses(r.Context(), false)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(pins)
+}
