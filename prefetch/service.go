@@ -2,10 +2,21 @@ package prefetch
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/nixlarder/larder/index"
+	"github.com/nixlarder/larder/mirror"
+	"github.com/nixlarder/larder/mirror/nixfmt"
 )
+
+// CAStore takes content-addressed paths from a local store.
+type CAStore interface {
+	AddCA(ctx context.Context, ni *nixfmt.NarInfo, nar io.Reader) error
+}
 
 // PinLister lists pins.
 type PinLister interface {
@@ -18,7 +29,13 @@ type Service struct {
 	Engine   Engine
 	Store    Store
 	PinList  PinLister
+	CA       CAStore
 	Interval time.Duration // between progress reports
+}
+
+// AddCA stores a content-addressed local artifact (see mirror.AddCA).
+func (s *Service) AddCA(ctx context.Context, ni *nixfmt.NarInfo, nar io.Reader) error {
+	return s.CA.AddCA(ctx, ni, nar)
 }
 
 // Prefetch resolves the request's roots (an error here means nothing was
@@ -62,4 +79,35 @@ func (s *Service) PinStatuses(ctx context.Context, deep bool) ([]PinStatus, erro
 			OfflineReady: rep.OK(), Problems: rep.Problems, UpdatedAt: p.UpdatedAt})
 	}
 	return out, nil
+}
+
+// Missing returns the paths no upstream (and not Larder itself) has.
+func (s *Service) Missing(ctx context.Context, paths []string) ([]string, error) {
+	found := make([]error, len(paths))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, DefaultLookups)
+	for i, p := range paths {
+		hash, err := ParseRoot(p)
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			_, found[i] = s.Engine.Source.Lookup(ctx, hash)
+		}()
+	}
+	wg.Wait()
+	var missing []string
+	for i, err := range found {
+		switch {
+		case errors.Is(err, mirror.ErrNotFound):
+			missing = append(missing, paths[i])
+		case err != nil:
+			return nil, fmt.Errorf("%s: %w", paths[i], err)
+		}
+	}
+	return missing, nil
 }

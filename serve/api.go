@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/nixlarder/larder/mirror"
+	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/prefetch"
 )
 
@@ -16,7 +19,23 @@ import (
 type Tools interface {
 	Prefetch(ctx context.Context, req *prefetch.Request, progress func(prefetch.Progress)) (*prefetch.Report, error)
 	PinStatuses(ctx context.Context, deep bool) ([]prefetch.PinStatus, error)
+	AddCA(ctx context.Context, ni *nixfmt.NarInfo, nar io.Reader) error
+	Missing(ctx context.Context, paths []string) ([]string, error)
 }
+
+// MissingRequest and MissingResponse are the body and answer of
+// POST /api/missing: which of these paths neither Larder nor any upstream has.
+type MissingRequest struct {
+	Paths []string `json:"paths"`
+}
+
+type MissingResponse struct {
+	Missing []string `json:"missing"`
+}
+
+// NarInfoHeader carries the path info of PUT /api/ca/<hash> (base64 of a
+// narinfo); the body is the uncompressed NAR.
+const NarInfoHeader = "X-Larder-NarInfo"
 
 // Event is one line of the NDJSON stream of POST /api/prefetch.
 type Event struct {
@@ -61,6 +80,52 @@ func (s *Server) apiPrefetch(w http.ResponseWriter, r *http.Request) error {
 	}
 	emit(Event{Report: rep})
 	return nil
+}
+
+// apiAddCA takes a content-addressed path from a local store. It needs no
+// credentials: the bytes must match the CA field and the CA field the path.
+func (s *Server) apiAddCA(w http.ResponseWriter, r *http.Request, hash string) error {
+	if r.Method != http.MethodPut {
+		return errMethod
+	}
+	text, err := base64.StdEncoding.DecodeString(r.Header.Get(NarInfoHeader))
+	if err != nil {
+		return fmt.Errorf("%w: %s header: %v", errBadRequest, NarInfoHeader, err)
+	}
+	ni, err := nixfmt.ParseNarInfo(text)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if ni.HashPart() != hash {
+		return fmt.Errorf("%w: narinfo is for %s, not %s", errBadRequest, ni.StorePath, hash)
+	}
+	if err := s.opts.Tools.AddCA(r.Context(), ni, r.Body); err != nil {
+		if errors.Is(err, mirror.ErrRejected) {
+			return fmt.Errorf("%w: %v", errBadRequest, err)
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) apiMissing(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return errMethod
+	}
+	var req MissingRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&req); err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	missing, err := s.opts.Tools.Missing(r.Context(), req.Paths)
+	if errors.Is(err, prefetch.ErrBadInput) {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(MissingResponse{Missing: missing})
 }
 
 // apiPins lists pins with their offline-ready state as JSON.

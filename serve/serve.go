@@ -120,12 +120,19 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	return mirror.ErrNotFound
 }
 
+var caRe = regexp.MustCompile(`^/api/ca/([0-9a-df-np-sv-z]{32})$`)
+
 func (s *Server) api(w http.ResponseWriter, r *http.Request, p string) error {
+	if m := caRe.FindStringSubmatch(p); m != nil {
+		return s.apiAddCA(w, r, m[1])
+	}
 	switch p {
 	case "/api/prefetch":
 		return s.apiPrefetch(w, r)
 	case "/api/pins":
 		return s.apiPins(w, r)
+	case "/api/missing":
+		return s.apiMissing(w, r)
 	}
 	return mirror.ErrNotFound
 }

@@ -107,6 +107,7 @@ func (d *dataDir) service() *prefetch.Service {
 		Engine:   prefetch.Engine{Source: d.mirror, Pins: d.idx},
 		Store:    d.mirror,
 		PinList:  d.idx,
+		CA:       d.mirror,
 		Interval: time.Second,
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -67,18 +66,32 @@ func runPrefetch(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	roots, err := collectRoots(ctx, fs.Args(), &pf)
+	roots, err := collectRoots(fs.Args(), &pf)
 	if err != nil {
 		return err
 	}
+	var t target = remote{pf.server}
+	if pf.inProcess {
+		dd, err := openInProcess(fs)
+		if err != nil {
+			return err
+		}
+		defer dd.Close()
+		t = dd.service()
+	}
+	if len(pf.flakes) > 0 {
+		more, err := planFlakes(ctx, t, pf.flakes, prefetch.PlanOptions{FlakeInputs: pf.flakeInputs, BuildDeps: pf.buildDeps})
+		if err != nil {
+			return err
+		}
+		roots = append(roots, more...)
+	}
+	if len(roots) == 0 {
+		return errors.New("nothing to prefetch: give store paths, -f FILE or --flake INSTALLABLE")
+	}
 	req := &prefetch.Request{Roots: roots, Pin: pf.pin, Jobs: pf.jobs, Rate: rate}
 	show := newProgressPrinter(os.Stderr)
-	var rep *prefetch.Report
-	if pf.inProcess {
-		rep, err = prefetchInProcess(ctx, fs, req, show.update)
-	} else {
-		rep, err = prefetchRemote(ctx, pf.server, req, show.update)
-	}
+	rep, err := t.Prefetch(ctx, req, show.update)
 	show.done()
 	if err != nil {
 		return err
@@ -90,9 +103,9 @@ func runPrefetch(args []string) error {
 	return nil
 }
 
-// collectRoots gathers store paths from arguments, list files and flakes,
-// and rejects bad input before anything is sent.
-func collectRoots(ctx context.Context, args []string, pf *prefetchFlags) ([]string, error) {
+// collectRoots gathers store paths from arguments and list files, and
+// rejects bad input before anything is sent.
+func collectRoots(args []string, pf *prefetchFlags) ([]string, error) {
 	var roots []string
 	for _, a := range args {
 		if _, err := prefetch.ParseRoot(a); err != nil {
@@ -106,16 +119,6 @@ func collectRoots(ctx context.Context, args []string, pf *prefetchFlags) ([]stri
 			return nil, err
 		}
 		roots = append(roots, list...)
-	}
-	for _, installable := range pf.flakes {
-		paths, err := flakeRoots(ctx, installable, pf.flakeInputs, pf.buildDeps)
-		if err != nil {
-			return nil, err
-		}
-		roots = append(roots, paths...)
-	}
-	if len(roots) == 0 {
-		return nil, errors.New("nothing to prefetch: give store paths, -f FILE or --flake INSTALLABLE")
 	}
 	return roots, nil
 }
@@ -132,40 +135,23 @@ func readListFile(name string) ([]string, error) {
 	return prefetch.ReadList(f, name)
 }
 
-func prefetchInProcess(ctx context.Context, fs *pflag.FlagSet, req *prefetch.Request, progress func(prefetch.Progress)) (*prefetch.Report, error) {
+func openInProcess(fs *pflag.FlagSet) (*dataDir, error) {
 	cfg, err := configFrom(fs)
 	if err != nil {
 		return nil, err
 	}
-	dd, err := openDataDir(cfg, newLogger("warn"), true)
-	if err != nil {
-		return nil, err
-	}
-	defer dd.Close()
-	return dd.service().Prefetch(ctx, req, progress)
+	return openDataDir(cfg, newLogger("warn"), true)
 }
 
-// prefetchRemote asks a running server to do the work and follows its
-// progress stream. Ctrl-C closes the connection, which stops the prefetch.
-func prefetchRemote(ctx context.Context, server string, req *prefetch.Request, progress func(prefetch.Progress)) (*prefetch.Report, error) {
+// Prefetch asks the server to do the work and follows its progress stream.
+// Ctrl-C closes the connection, which stops the prefetch there.
+func (r remote) Prefetch(ctx context.Context, req *prefetch.Request, progress func(prefetch.Progress)) (*prefetch.Report, error) {
 	body, _ := json.Marshal(req)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+"/api/prefetch", bytes.NewReader(body))
+	resp, err := r.do(ctx, http.MethodPost, "/api/prefetch", bytes.NewReader(body), http.Header{"Content-Type": {"application/json"}})
 	if err != nil {
 		return nil, err
 	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hreq)
-	if err != nil && ctx.Err() != nil {
-		return nil, errInterrupted
-	}
-	if err != nil {
-		return nil, fmt.Errorf("larder server %s: %w (start `larder serve`, or run in-process with --data-dir)", server, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, fmt.Errorf("larder server: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
