@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/http"
@@ -37,7 +38,7 @@ func MakePath(t testing.TB, key nixfmt.SecretKey, name string, nar []byte, compr
 	digest := make([]byte, 20)
 	rand.Read(digest)
 	storePath := nixfmt.StoreDir + "/" + nixfmt.EncodeNix32(digest) + "-" + name
-	file := compress(t, compression, nar)
+	file := Compress(t, compression, nar)
 	narHash := sha256.Sum256(nar)
 	fileHash := sha256.Sum256(file)
 	ext, _ := codec.Extension(compression)
@@ -68,7 +69,8 @@ func Payload(n int) []byte {
 	return b.Bytes()[:n]
 }
 
-func compress(t testing.TB, compression string, data []byte) []byte {
+// Compress compresses data as an upstream would.
+func Compress(t testing.TB, compression string, data []byte) []byte {
 	switch compression {
 	case "none":
 		return bytes.Clone(data)
@@ -211,4 +213,38 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.Write(body)
+}
+
+// NarOfFile is the NAR serialisation of a single regular file.
+func NarOfFile(contents []byte, executable bool) []byte {
+	var b bytes.Buffer
+	str := func(s []byte) {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		b.Write(n[:])
+		b.Write(s)
+		b.Write(make([]byte, (8-len(s)%8)%8))
+	}
+	for _, s := range []string{"nix-archive-1", "(", "type", "regular"} {
+		str([]byte(s))
+	}
+	if executable {
+		str([]byte("executable"))
+		str(nil)
+	}
+	str([]byte("contents"))
+	str(contents)
+	str([]byte(")"))
+	return b.Bytes()
+}
+
+// Total is how many requests the upstream received.
+func (u *Upstream) Total() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, c := range u.counts {
+		n += c
+	}
+	return n
 }

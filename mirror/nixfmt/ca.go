@@ -105,3 +105,12 @@ func makeStorePath(typ string, h Hash, name string) string {
 	}
 	return StoreDir + "/" + EncodeNix32(short[:]) + "-" + name
 }
+
+// FixedOutputPath is the store path of a fixed-output (or added) path
+// without references: recursive sha256 is the "source" type, anything else
+// goes through "output:out".
+func FixedOutputPath(recursive bool, h Hash, name string) string {
+	ni := &NarInfo{}
+	p, _ := ni.fixedPath(recursive, h, name)
+	return p
+}

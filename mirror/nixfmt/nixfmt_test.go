@@ -252,3 +252,4 @@ func FuzzParseNarInfo(f *testing.F) {
 		}
 	})
 }
+
