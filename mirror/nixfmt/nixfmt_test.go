@@ -252,4 +252,3 @@ func FuzzParseNarInfo(f *testing.F) {
 		}
 	})
 }
-
