@@ -159,3 +159,21 @@ func TestPrefetchBuildDepsFixedOutput(t *testing.T) {
 		t.Fatal("the rebuilt package is missing or has the wrong contents")
 	}
 }
+
+// An installable that fails to evaluate is named in the error, and no pin
+// is recorded.
+func TestPrefetchBadInstallable(t *testing.T) {
+	nixtest.Require(t)
+	dataDir := t.TempDir()
+	l := startLarder(t, dataDir, "--offline")
+	flakeDir := filepath.Join(t.TempDir(), "broken")
+	writeFile(t, filepath.Join(flakeDir, "flake.nix"), `{ outputs = { self }: { packages.x86_64-linux.default = throw "broken on purpose"; }; }`)
+	installable := flakeDir + "#default"
+	_, errOut, code := runIn(t, nil, "prefetch", "--server", l.URL, "--pin", "broken", "--flake", installable)
+	if code != 2 || !strings.Contains(errOut, installable) || !strings.Contains(errOut, "broken on purpose") {
+		t.Fatalf("bad installable: exit %d: %s", code, errOut)
+	}
+	if out, _, _ := run(t, "pins", "--data-dir", dataDir); strings.Contains(out, "broken") {
+		t.Fatalf("a pin was recorded:\n%s", out)
+	}
+}

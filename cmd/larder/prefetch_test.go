@@ -190,3 +190,43 @@ func TestPrefetchBadInput(t *testing.T) {
 		t.Fatalf("check of an unknown pin: exit %d: %s", code, errOut)
 	}
 }
+
+// Without a server, --data-dir runs the engine in-process (here reading the
+// list from stdin); with a server on the data dir it refuses to run, since
+// two owners would delete each other's temp files. Pins can be removed.
+func TestPrefetchInProcess(t *testing.T) {
+	nixtest.Require(t)
+	e := nixtest.NewEnv(t)
+	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 5, FileBytes: 8 << 10})
+	upKey := nixtest.GenKey(t, e, "upstream-inproc-1")
+	nixtest.Sign(t, e, upKey, closure.Root)
+	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "zstd", closure.Root), 0)
+	dataDir := t.TempDir()
+
+	cmd := exec.Command(larderBin, "prefetch", "--data-dir", dataDir, "--upstream", up.URL,
+		"--trusted-key", upKey.Public, "--pin", "local", "-f", "-")
+	cmd.Stdin = strings.NewReader(closure.Root + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "5 paths: 0 already cached, 5 fetched") {
+		t.Fatalf("in-process prefetch: %v\n%s", err, out)
+	}
+	stdout, errOut, code := run(t, "check", "--data-dir", dataDir, "--pin", "local")
+	if code != 0 {
+		t.Fatalf("check: exit %d\n%s%s", code, stdout, errOut)
+	}
+
+	l := startLarder(t, dataDir, "--upstream", up.URL, "--trusted-key", upKey.Public)
+	_, errOut, code = run(t, "prefetch", "--data-dir", dataDir, "--upstream", up.URL, closure.Root)
+	if code != 2 || !strings.Contains(errOut, "in use by another larder") {
+		t.Fatalf("in-process prefetch beside a server: exit %d: %s", code, errOut)
+	}
+	if _, err := nixtest.CopyFrom(t, e, l.URL, []string{l.pubkey(t)}, closure.Root); err != nil {
+		t.Fatalf("the server's store was disturbed: %v", err)
+	}
+	if stdout, _, code := run(t, "pins", "--data-dir", dataDir, "rm", "local"); code != 0 || !strings.Contains(stdout, "removed") {
+		t.Fatalf("pins rm: %d %s", code, stdout)
+	}
+	if _, errOut, code := run(t, "pins", "--data-dir", dataDir, "rm", "local"); code != 2 || !strings.Contains(errOut, "no pin named") {
+		t.Fatalf("pins rm of a missing pin: %d %s", code, errOut)
+	}
+}

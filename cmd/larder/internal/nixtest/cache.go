@@ -1,12 +1,15 @@
 package nixtest
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Upstream serves a directory Nix wrote as an HTTP binary cache.
@@ -20,12 +23,22 @@ type Upstream struct {
 // ServeDir serves dir over HTTP, waiting latency before each answer (a WAN
 // round trip).
 func ServeDir(t testing.TB, dir string, latency time.Duration) *Upstream {
+	return ServeDirThrottled(t, dir, latency, 0)
+}
+
+// ServeDirThrottled is ServeDir behind a link of bytesPerSec shared by all
+// responses (0 = unlimited).
+func ServeDirThrottled(t testing.TB, dir string, latency time.Duration, bytesPerSec int) *Upstream {
 	u := &Upstream{}
+	var link *rate.Limiter
+	if bytesPerSec > 0 {
+		link = rate.NewLimiter(rate.Limit(bytesPerSec), 64<<10)
+	}
 	files := http.FileServer(http.Dir(dir))
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.requests.Add(1)
 		time.Sleep(latency)
-		files.ServeHTTP(&countingWriter{w, &u.bytes}, r)
+		files.ServeHTTP(&countingWriter{w, &u.bytes, link}, r)
 	}))
 	u.URL = u.srv.URL
 	t.Cleanup(u.srv.Close)
@@ -43,13 +56,26 @@ func (u *Upstream) Bytes() int64 { return u.bytes.Load() }
 
 type countingWriter struct {
 	http.ResponseWriter
-	n *atomic.Int64
+	n    *atomic.Int64
+	link *rate.Limiter
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(p)
-	c.n.Add(int64(n))
-	return n, err
+	written := 0
+	for written < len(p) {
+		chunk := p[written:]
+		if c.link != nil {
+			chunk = chunk[:min(len(chunk), c.link.Burst())]
+			c.link.WaitN(context.Background(), len(chunk))
+		}
+		n, err := c.ResponseWriter.Write(chunk)
+		written += n
+		c.n.Add(int64(n))
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
 }
 
 // PathInfo is one entry of `nix path-info --json` (Nix 2.8 prints an array).
