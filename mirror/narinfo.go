@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror/codec"
@@ -216,4 +217,21 @@ func (m *Mirror) record(ctx context.Context, up Upstream, ni *nixfmt.NarInfo) (*
 		return nil, err
 	}
 	return row, nil
+}
+
+// ParseNarURL reads a NAR URL as Larder serves it, "nar/<nix32 NarHash>.nar<ext>".
+func ParseNarURL(u string) (nixfmt.Hash, string, error) {
+	name, ok := strings.CutPrefix(u, "nar/")
+	if !ok || len(name) < 56 || name[52:56] != ".nar" {
+		return nixfmt.Hash{}, "", fmt.Errorf("not a Larder NAR URL: %q", u)
+	}
+	digest, err := nixfmt.DecodeNix32(name[:52])
+	if err != nil {
+		return nixfmt.Hash{}, "", fmt.Errorf("NAR URL %q: %w", u, err)
+	}
+	compression, ok := codec.FromExtension(name[56:])
+	if !ok {
+		return nixfmt.Hash{}, "", fmt.Errorf("NAR URL %q: unknown extension", u)
+	}
+	return nixfmt.Hash{Algo: "sha256", Digest: digest}, compression, nil
 }

@@ -13,9 +13,11 @@ import (
 	"github.com/nixlarder/larder/mirror/nixfmt"
 )
 
-// CAStore takes content-addressed paths from a local store.
+// CAStore takes content-addressed paths from a local store, and verified
+// paths from bundles.
 type CAStore interface {
 	AddCA(ctx context.Context, ni *nixfmt.NarInfo, nar io.Reader) error
+	Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader) error
 }
 
 // PinLister lists pins.
@@ -79,6 +81,16 @@ func (s *Service) PinStatuses(ctx context.Context, deep bool) ([]PinStatus, erro
 			OfflineReady: rep.OK(), Problems: rep.Problems, UpdatedAt: p.UpdatedAt})
 	}
 	return out, nil
+}
+
+// Import stores a verified path from a bundle (see mirror.Import).
+func (s *Service) Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader) error {
+	return s.CA.Import(ctx, ni, file)
+}
+
+// SetPin records a pin's roots.
+func (s *Service) SetPin(ctx context.Context, name string, roots []string) error {
+	return s.Engine.Pins.SetPin(ctx, name, roots)
 }
 
 // Missing returns the paths no upstream (and not Larder itself) has.

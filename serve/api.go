@@ -21,6 +21,8 @@ type Tools interface {
 	PinStatuses(ctx context.Context, deep bool) ([]prefetch.PinStatus, error)
 	AddCA(ctx context.Context, ni *nixfmt.NarInfo, nar io.Reader) error
 	Missing(ctx context.Context, paths []string) ([]string, error)
+	Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader) error
+	SetPin(ctx context.Context, name string, roots []string) error
 }
 
 // MissingRequest and MissingResponse are the body and answer of
@@ -82,22 +84,72 @@ func (s *Server) apiPrefetch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// narInfoFromHeader reads the narinfo of a PUT and checks it names hash.
+func narInfoFromHeader(r *http.Request, hash string) (*nixfmt.NarInfo, error) {
+	text, err := base64.StdEncoding.DecodeString(r.Header.Get(NarInfoHeader))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s header: %v", errBadRequest, NarInfoHeader, err)
+	}
+	ni, err := nixfmt.ParseNarInfo(text)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if ni.HashPart() != hash {
+		return nil, fmt.Errorf("%w: narinfo is for %s, not %s", errBadRequest, ni.StorePath, hash)
+	}
+	return ni, nil
+}
+
+// apiImport takes one path of a bundle: its narinfo in the header, its NAR
+// file as the body, checked against the server's own trusted keys.
+func (s *Server) apiImport(w http.ResponseWriter, r *http.Request, hash string) error {
+	if r.Method != http.MethodPut {
+		return errMethod
+	}
+	ni, err := narInfoFromHeader(r, hash)
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Tools.Import(r.Context(), ni, r.Body); err != nil {
+		if errors.Is(err, mirror.ErrRejected) {
+			return fmt.Errorf("%w: %v", errBadRequest, err)
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// apiSetPin records a pin: PUT /api/pins/<name> with a JSON list of roots.
+func (s *Server) apiSetPin(w http.ResponseWriter, r *http.Request, name string) error {
+	if r.Method != http.MethodPut {
+		return errMethod
+	}
+	var roots []string
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&roots); err != nil {
+		return fmt.Errorf("%w: pin roots: %v", errBadRequest, err)
+	}
+	for _, root := range roots {
+		if _, err := prefetch.ParseRoot(root); err != nil {
+			return fmt.Errorf("%w: %v", errBadRequest, err)
+		}
+	}
+	if err := s.opts.Tools.SetPin(r.Context(), name, roots); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // apiAddCA takes a content-addressed path from a local store. It needs no
 // credentials: the bytes must match the CA field and the CA field the path.
 func (s *Server) apiAddCA(w http.ResponseWriter, r *http.Request, hash string) error {
 	if r.Method != http.MethodPut {
 		return errMethod
 	}
-	text, err := base64.StdEncoding.DecodeString(r.Header.Get(NarInfoHeader))
+	ni, err := narInfoFromHeader(r, hash)
 	if err != nil {
-		return fmt.Errorf("%w: %s header: %v", errBadRequest, NarInfoHeader, err)
-	}
-	ni, err := nixfmt.ParseNarInfo(text)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errBadRequest, err)
-	}
-	if ni.HashPart() != hash {
-		return fmt.Errorf("%w: narinfo is for %s, not %s", errBadRequest, ni.StorePath, hash)
+		return err
 	}
 	if err := s.opts.Tools.AddCA(r.Context(), ni, r.Body); err != nil {
 		if errors.Is(err, mirror.ErrRejected) {

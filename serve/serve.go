@@ -120,11 +120,21 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	return mirror.ErrNotFound
 }
 
-var caRe = regexp.MustCompile(`^/api/ca/([0-9a-df-np-sv-z]{32})$`)
+var (
+	caRe     = regexp.MustCompile(`^/api/ca/([0-9a-df-np-sv-z]{32})$`)
+	importRe = regexp.MustCompile(`^/api/import/([0-9a-df-np-sv-z]{32})$`)
+	pinRe    = regexp.MustCompile(`^/api/pins/([A-Za-z0-9._+-]{1,100})$`)
+)
 
 func (s *Server) api(w http.ResponseWriter, r *http.Request, p string) error {
 	if m := caRe.FindStringSubmatch(p); m != nil {
 		return s.apiAddCA(w, r, m[1])
+	}
+	if m := importRe.FindStringSubmatch(p); m != nil {
+		return s.apiImport(w, r, m[1])
+	}
+	if m := pinRe.FindStringSubmatch(p); m != nil {
+		return s.apiSetPin(w, r, m[1])
 	}
 	switch p {
 	case "/api/prefetch":

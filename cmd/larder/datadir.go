@@ -11,6 +11,7 @@ import (
 	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror"
 	"github.com/nixlarder/larder/mirror/blob"
+	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/prefetch"
 )
 
@@ -19,6 +20,7 @@ type dataDir struct {
 	idx    *index.DB
 	mirror *mirror.Mirror
 	lock   *os.File
+	hasKey bool
 }
 
 // openDataDir opens cfg.DataDir. The owner (a server, or an in-process
@@ -86,7 +88,7 @@ func openOwned(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 		Index: idx, Blobs: blobs, Upstreams: ups, TrustedKeys: trusted, Key: key,
 		Offline: cfg.Offline, Prepull: cfg.Prepull, NegativeTTL: cfg.NegativeTTL, Log: log,
 	})
-	return &dataDir{idx: idx, mirror: m}, nil
+	return &dataDir{idx: idx, mirror: m, hasKey: true}, nil
 }
 
 func openReadOnly(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
@@ -98,8 +100,16 @@ func openReadOnly(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := mirror.New(mirror.Config{Index: idx, Blobs: blobs, Offline: true, Log: log})
-	return &dataDir{idx: idx, mirror: m}, nil
+	// The key, if the data dir has one, signs narinfos for export; a reader
+	// never creates one.
+	var key nixfmt.SecretKey
+	if data, err := os.ReadFile(cfg.SecretKeyFile); err == nil {
+		if key, err = nixfmt.ParseSecretKey(string(data)); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.SecretKeyFile, err)
+		}
+	}
+	m := mirror.New(mirror.Config{Index: idx, Blobs: blobs, Offline: true, Key: key, Log: log})
+	return &dataDir{idx: idx, mirror: m, hasKey: key.Key != nil}, nil
 }
 
 func (d *dataDir) service() *prefetch.Service {

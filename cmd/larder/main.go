@@ -15,6 +15,10 @@ Usage:
   larder prefetch [flags] [PATH...]           mirror whole closures ahead of time (--pin NAME to keep them)
   larder check [--pin NAME | PATH...]         say whether closures would substitute offline (exit 1: no)
   larder pins [rm NAME]                       list pins with size and offline-ready status; remove one
+  larder export (--pin NAME | PATH...) [--exclude INVENTORY] OUT_DIR
+                                              write closures as a file:// cache + manifest (air gap)
+  larder import [--trusted-key KEY...] IN_DIR  verify and ingest a bundle or any file:// cache
+  larder inventory                            list what this Larder holds (for export --exclude)
   larder keygen NAME SECRET_FILE PUBLIC_FILE  make a signing key pair (Nix's format)
 `
 
@@ -33,6 +37,12 @@ func main() {
 		err = runCheck(args)
 	case "pins":
 		err = runPins(args)
+	case "export":
+		err = runExport(args)
+	case "import":
+		err = runImport(args)
+	case "inventory":
+		err = runInventory(args)
 	case "keygen":
 		err = runKeygen(args)
 	case "help", "-h", "--help":

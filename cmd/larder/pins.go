@@ -18,6 +18,7 @@ func readerFlags(name string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.String("config", "", "YAML config file")
 	fs.String("data-dir", defaultDataDir(), "Larder's data dir")
+	fs.String("secret-key-file", "", "signing key (default: <data-dir>/secret-key)")
 	return fs
 }
 
