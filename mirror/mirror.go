@@ -66,6 +66,8 @@ type Config struct {
 	NarInfoTimeout   time.Duration // one upstream narinfo lookup, all upstreams together
 	WarmWorkers      int           // concurrent background narinfo lookups
 	PrepullWorkers   int           // concurrent background NAR downloads
+	Local            LocalStore    // the host's own store; nil = not served
+	LocalCompression string        // "none" or "zstd" for NARs made from Local
 	Log              *slog.Logger
 }
 
@@ -87,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.LocalCompression == "" {
+		c.LocalCompression = "zstd"
 	}
 }
 

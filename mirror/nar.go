@@ -36,6 +36,9 @@ func (m *Mirror) OpenNAR(ctx context.Context, narHash nixfmt.Hash, compression s
 		if nar, err := m.openCommitted(ctx, narHash, compression); err == nil || !errors.Is(err, ErrNotFound) {
 			return nar, err
 		}
+		if nar, ok := m.localNAR(ctx, narHash, compression); ok {
+			return nar, nil
+		}
 		d, err := m.downloadFor(ctx, narHash, compression, key)
 		if err != nil {
 			return nil, err

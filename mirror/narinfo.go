@@ -16,6 +16,10 @@ import (
 // upstream Sig lines kept, Larder's own added, URL pointing at Larder. It
 // answers ErrNotFound unless the NAR can be delivered now.
 func (m *Mirror) NarInfo(ctx context.Context, hash string) ([]byte, error) {
+	if ni, ok := m.localNarInfo(ctx, hash); ok {
+		m.stats.NarInfoHits.Add(1)
+		return ni.Bytes(), nil
+	}
 	row, err := m.cfg.Index.NarInfo(ctx, hash)
 	switch {
 	case err == nil:

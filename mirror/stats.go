@@ -8,6 +8,7 @@ type Stats struct {
 	NarHits, NarFetches, NarFetchFailures       atomic.Int64
 	VerifyFailures, SignatureRejects            atomic.Int64
 	BytesFromDisk, BytesFromUpstream            atomic.Int64
+	LocalNars, Pushes                           atomic.Int64
 }
 
 // StatsSnapshot is a copy of Stats.
@@ -16,6 +17,7 @@ type StatsSnapshot struct {
 	NarHits, NarFetches, NarFetchFailures       int64
 	VerifyFailures, SignatureRejects            int64
 	BytesFromDisk, BytesFromUpstream            int64
+	LocalNars, Pushes                           int64
 }
 
 func (s *Stats) snapshot() StatsSnapshot {
@@ -24,5 +26,6 @@ func (s *Stats) snapshot() StatsSnapshot {
 		NarHits: s.NarHits.Load(), NarFetches: s.NarFetches.Load(), NarFetchFailures: s.NarFetchFailures.Load(),
 		VerifyFailures: s.VerifyFailures.Load(), SignatureRejects: s.SignatureRejects.Load(),
 		BytesFromDisk: s.BytesFromDisk.Load(), BytesFromUpstream: s.BytesFromUpstream.Load(),
+		LocalNars: s.LocalNars.Load(), Pushes: s.Pushes.Load(),
 	}
 }

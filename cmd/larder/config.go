@@ -32,6 +32,11 @@ type serveConfig struct {
 	HeaderTimeout  time.Duration
 	StallTimeout   time.Duration
 	LogLevel       string
+
+	LocalStore            bool
+	LocalStoreRoot        string
+	LocalStoreExclude     []string
+	LocalStoreCompression string
 }
 
 // pflagHelp means --help was asked for and printed.
@@ -66,6 +71,10 @@ func serveFlags(name string) *pflag.FlagSet {
 	fs.Duration("header-timeout", 20*time.Second, "upstream response-header timeout")
 	fs.Duration("stall-timeout", 60*time.Second, "abort an upstream body that sends nothing for this long")
 	fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Bool("local-store", false, "also serve this host's own Nix store, signed with Larder's key (off: a store can hold secrets)")
+	fs.String("local-store-root", "", "serve the store under this root instead of / (as local?root=DIR)")
+	fs.StringArray("local-store-exclude", nil, "hide local store paths whose basename or name matches this glob (repeatable)")
+	fs.String("local-store-compression", "zstd", "compression of NARs made from the local store: zstd or none")
 	return fs
 }
 
@@ -113,6 +122,8 @@ func configFrom(fs *pflag.FlagSet) (*serveConfig, error) {
 		NegativeTTL: v.GetDuration("negative-ttl"), UpstreamRate: v.GetInt64("upstream-rate"),
 		ConnectTimeout: v.GetDuration("connect-timeout"), HeaderTimeout: v.GetDuration("header-timeout"),
 		StallTimeout: v.GetDuration("stall-timeout"), LogLevel: v.GetString("log-level"),
+		LocalStore: v.GetBool("local-store"), LocalStoreRoot: v.GetString("local-store-root"),
+		LocalStoreExclude: stringList(v, "local-store-exclude"), LocalStoreCompression: v.GetString("local-store-compression"),
 	}
 	return c, c.validate()
 }
@@ -135,6 +146,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.NegativeTTL < 0 || c.UpstreamRate < 0 {
 		return fmt.Errorf("negative-ttl and upstream-rate must not be negative")
+	}
+	if c.LocalStoreCompression != "zstd" && c.LocalStoreCompression != "none" {
+		return fmt.Errorf("local-store-compression must be zstd or none, not %q", c.LocalStoreCompression)
 	}
 	if c.SecretKeyFile == "" {
 		c.SecretKeyFile = filepath.Join(c.DataDir, "secret-key")

@@ -11,6 +11,7 @@ import (
 	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror"
 	"github.com/nixlarder/larder/mirror/blob"
+	"github.com/nixlarder/larder/mirror/localstore"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/prefetch"
 )
@@ -80,6 +81,14 @@ func openOwned(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 	if err != nil {
 		return nil, err
 	}
+	var local mirror.LocalStore
+	if cfg.LocalStore {
+		ls, err := localstore.Open(cfg.LocalStoreRoot, cfg.LocalStoreExclude)
+		if err != nil {
+			return nil, fmt.Errorf("--local-store: %w", err)
+		}
+		local = ls
+	}
 	idx, err := index.Open(filepath.Join(cfg.DataDir, "index.db"))
 	if err != nil {
 		return nil, err
@@ -87,6 +96,7 @@ func openOwned(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 	m := mirror.New(mirror.Config{
 		Index: idx, Blobs: blobs, Upstreams: ups, TrustedKeys: trusted, Key: key,
 		Offline: cfg.Offline, Prepull: cfg.Prepull, NegativeTTL: cfg.NegativeTTL, Log: log,
+		Local: local, LocalCompression: cfg.LocalStoreCompression,
 	})
 	return &dataDir{idx: idx, mirror: m, hasKey: true}, nil
 }
