@@ -19,6 +19,9 @@ import (
 	"github.com/nixlarder/larder/mirror/nixfmt"
 )
 
+// errFinished means a download committed before a reader could join it.
+var errFinished = errors.New("download already finished")
+
 // ErrVerify marks a NAR whose bytes did not match its narinfo.
 var ErrVerify = errors.New("NAR verification failed")
 
@@ -259,7 +262,10 @@ func (d *download) follow(ctx context.Context) (*follower, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.done {
-		return nil, errors.New("download already finished")
+		if d.err != nil {
+			return nil, d.err
+		}
+		return nil, errFinished
 	}
 	// A duplicate descriptor keeps reading the same file after the commit
 	// renames it.

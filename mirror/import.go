@@ -29,6 +29,11 @@ func (m *Mirror) Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader)
 	if m.Has(ctx, ni.HashPart()) {
 		return nil
 	}
+	return m.ingest(ctx, ni, file, SourceImport)
+}
+
+// ingest verifies a NAR file against its narinfo and commits both.
+func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader, source string) error {
 	tmp, err := m.cfg.Blobs.CreateTemp()
 	if err != nil {
 		return err
@@ -45,7 +50,7 @@ func (m *Mirror) Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader)
 		return err
 	}
 	row := &index.NarInfo{Hash: ni.HashPart(), StorePath: ni.StorePath, NarHash: ni.NarHash.String(),
-		NarSize: int64(ni.NarSize), References: ni.References, Text: string(ni.Bytes()), Source: SourceImport}
+		NarSize: int64(ni.NarSize), References: ni.References, Text: string(ni.Bytes()), Source: source}
 	if err := m.cfg.Index.PutNarInfo(ctx, row); err != nil {
 		return err
 	}

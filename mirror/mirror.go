@@ -30,6 +30,7 @@ type Index interface {
 	NarFiles(ctx context.Context, narHash string) ([]*index.NarFile, error)
 	PutNarFile(ctx context.Context, f *index.NarFile) error
 	DeleteNarFile(ctx context.Context, narHash, compression string) error
+	DeleteNarInfo(ctx context.Context, hash string) error
 	Touch(ctx context.Context, narInfoHashes, narHashes []string, at time.Time) error
 }
 
@@ -105,6 +106,7 @@ type Mirror struct {
 
 	mu        sync.Mutex
 	downloads map[string]*download // by blob key
+	staged    map[string]stagedNAR // pushed NARs by URL, waiting for their narinfo
 
 	warmQ    chan string
 	prepullQ chan prepullJob
@@ -122,6 +124,7 @@ func New(cfg Config) *Mirror {
 		log:       cfg.Log,
 		negative:  newNegativeCache(cfg.NegativeTTL, 100_000),
 		downloads: map[string]*download{},
+		staged:    map[string]stagedNAR{},
 		warmQ:     make(chan string, 16384),
 		prepullQ:  make(chan prepullJob, 16384),
 		touches:   make(chan touch, 4096),

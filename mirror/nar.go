@@ -44,8 +44,11 @@ func (m *Mirror) OpenNAR(ctx context.Context, narHash nixfmt.Hash, compression s
 			return nil, err
 		}
 		f, err := d.follow(ctx)
+		if errors.Is(err, errFinished) {
+			continue // it committed between the two looks: try the disk again
+		}
 		if err != nil {
-			continue // it finished between the two looks: try the disk again
+			return nil, err
 		}
 		return &NAR{Stream: f, Size: d.expectedSize()}, nil
 	}

@@ -24,6 +24,13 @@ func (s *Server) nar(w http.ResponseWriter, r *http.Request, hash32, ext string)
 		return fmt.Errorf("%w: %v", errBadRequest, err)
 	}
 	narHash := nixfmt.Hash{Algo: "sha256", Digest: digest}
+	if s.opts.Push != nil && r.Method == http.MethodHead {
+		// nix copy --to asks whether the NAR it is about to upload exists.
+		if size, ok := s.opts.Push.Staged("nar/" + hash32 + ".nar" + ext); ok {
+			w.Header().Set("Content-Length", fmt.Sprint(size))
+			return nil
+		}
+	}
 	if r.Header.Get("Range") != "" {
 		// Ranges are served from the committed file only.
 		if err := s.cache.WaitNAR(r.Context(), narHash, compression); err != nil {

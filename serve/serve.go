@@ -33,6 +33,11 @@ type Options struct {
 	Priority int // nix-cache-info Priority: lower wins; cache.nixos.org is 40
 	Log      *slog.Logger
 	Tools    Tools // the /api endpoints; nil turns them off
+
+	Push           Pusher   // nix copy --to; nil turns pushing off
+	PushTokens     []string // accepted tokens (Basic password or Bearer)
+	PushRequireSig bool     // refuse pushed paths not signed by a trusted key
+	PushMaxSize    int64    // largest upload, bytes
 }
 
 // Server is the HTTP handler.
@@ -82,6 +87,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	if strings.HasPrefix(p, "/api/") && s.opts.Tools != nil {
 		return s.api(w, r, p)
 	}
+	if r.Method == http.MethodPut || r.Method == http.MethodDelete {
+		return s.push(w, r, p)
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return errMethod
 	}
@@ -108,12 +116,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		return s.nar(w, r, m[1], m[2])
 	case strings.HasSuffix(p, ".ls"):
 		if lsRe.MatchString(p) {
-			return s.passthrough(w, r, p[1:], "application/json")
+			return s.extra(w, r, "ls"+p, "application/json")
 		}
 		return fmt.Errorf("%w: not a store path hash", errBadRequest)
 	case strings.HasPrefix(p, "/log/"):
 		if nixfmt.ValidBasename(p[5:]) {
-			return s.passthrough(w, r, p[1:], "text/plain; charset=utf-8")
+			return s.extra(w, r, p[1:], "text/plain; charset=utf-8")
 		}
 		return fmt.Errorf("%w: not a derivation name", errBadRequest)
 	}
@@ -208,13 +216,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusMethodNotAllowed
 	case errors.Is(err, mirror.ErrNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, errUnauthorized):
+		code = http.StatusUnauthorized
+	case errors.Is(err, mirror.ErrTooLarge):
+		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, context.Canceled):
 		return // the client left
 	default:
 		s.opts.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	msg := http.StatusText(code)
-	if code == http.StatusBadRequest {
+	if code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge {
 		msg = err.Error()
 	}
 	http.Error(w, msg, code)

@@ -30,6 +30,11 @@ type fixture struct {
 }
 
 func newFixture(t testing.TB) *fixture {
+	return newFixtureWith(t, func(*serve.Options, *mirror.Mirror) {})
+}
+
+// newFixtureWith lets a test adjust the server options (push settings).
+func newFixtureWith(t testing.TB, tweak func(*serve.Options, *mirror.Mirror)) *fixture {
 	t.Helper()
 	f := &fixture{up: mirrortest.NewUpstream(t)}
 	f.upKey, _ = nixfmt.GenerateKey("up-1")
@@ -54,7 +59,9 @@ func newFixture(t testing.TB) *fixture {
 	m := mirror.New(mirror.Config{Index: idx, Blobs: blobs, Upstreams: []mirror.Upstream{c},
 		TrustedKeys: []nixfmt.PublicKey{f.upKey.Public()}, Key: f.key, Log: quiet})
 	t.Cleanup(m.Close)
-	f.srv = httptest.NewServer(serve.New(m, serve.Options{Priority: 30, Log: quiet}))
+	sopts := serve.Options{Priority: 30, Log: quiet}
+	tweak(&sopts, m)
+	f.srv = httptest.NewServer(serve.New(m, sopts))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -128,8 +135,12 @@ func TestHostilePathsAre400(t *testing.T) {
 		t.Fatal("a hostile request reached the upstream")
 	}
 	resp, _, _ := f.get(t, "DELETE", "/nix-cache-info")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("DELETE without a token: %d, want 401", resp.StatusCode)
+	}
+	resp, _, _ = f.get(t, "POST", "/nix-cache-info")
 	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("DELETE: %d", resp.StatusCode)
+		t.Fatalf("POST: %d", resp.StatusCode)
 	}
 }
 

@@ -37,6 +37,10 @@ type serveConfig struct {
 	LocalStoreRoot        string
 	LocalStoreExclude     []string
 	LocalStoreCompression string
+
+	PushTokenFile  string
+	PushRequireSig bool
+	PushMaxSize    int64
 }
 
 // pflagHelp means --help was asked for and printed.
@@ -75,6 +79,9 @@ func serveFlags(name string) *pflag.FlagSet {
 	fs.String("local-store-root", "", "serve the store under this root instead of / (as local?root=DIR)")
 	fs.StringArray("local-store-exclude", nil, "hide local store paths whose basename or name matches this glob (repeatable)")
 	fs.String("local-store-compression", "zstd", "compression of NARs made from the local store: zstd or none")
+	fs.String("push-token-file", "", "accept `nix copy --to` pushes with a token from this file (one a line); no file, no pushes")
+	fs.Bool("push-require-sig", false, "refuse pushed paths not signed by a trusted key")
+	fs.String("push-max-size", "8G", "largest accepted upload (suffixes K, M, G)")
 	return fs
 }
 
@@ -124,6 +131,11 @@ func configFrom(fs *pflag.FlagSet) (*serveConfig, error) {
 		StallTimeout: v.GetDuration("stall-timeout"), LogLevel: v.GetString("log-level"),
 		LocalStore: v.GetBool("local-store"), LocalStoreRoot: v.GetString("local-store-root"),
 		LocalStoreExclude: stringList(v, "local-store-exclude"), LocalStoreCompression: v.GetString("local-store-compression"),
+		PushTokenFile: v.GetString("push-token-file"), PushRequireSig: v.GetBool("push-require-sig"),
+	}
+	var err error
+	if c.PushMaxSize, err = parseSize(v.GetString("push-max-size")); err != nil {
+		return nil, fmt.Errorf("push-max-size: %w", err)
 	}
 	return c, c.validate()
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,12 +45,20 @@ func runServe(args []string) error {
 	defer dd.Close()
 	m := dd.mirror
 
+	opts := serve.Options{Priority: cfg.Priority, Log: log, Tools: dd.service(),
+		PushRequireSig: cfg.PushRequireSig, PushMaxSize: cfg.PushMaxSize}
+	if cfg.PushTokenFile != "" {
+		if opts.PushTokens, err = readTokens(cfg.PushTokenFile); err != nil {
+			return err
+		}
+		opts.Push = m
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           serve.New(m, serve.Options{Priority: cfg.Priority, Log: log, Tools: dd.service()}),
+		Handler:           serve.New(m, opts),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -116,4 +125,23 @@ Plain nix.conf:
   trusted-public-keys = %[2]s %[3]s
 
 `, url, pub, cacheNixosKey)
+}
+
+// readTokens reads push tokens, one a line (blank lines and # comments
+// skipped). An empty file is an error: it would silently disable pushing.
+func readTokens(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("push token file: %w", err)
+	}
+	var tokens []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			tokens = append(tokens, line)
+		}
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("push token file %s holds no token", path)
+	}
+	return tokens, nil
 }
