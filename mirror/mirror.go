@@ -58,10 +58,12 @@ type Config struct {
 	Blobs       Blobs
 	Upstreams   []Upstream // priority order: first wins when several have a path
 	TrustedKeys []nixfmt.PublicKey
-	Key         nixfmt.SecretKey // Larder's own signing key
-	Offline     bool             // never contact upstreams
-	Prepull     bool             // start NAR downloads when a narinfo is fetched
-	NegativeTTL time.Duration    // how long an upstream 404 is remembered
+	// UpstreamKeys are trusted for narinfos from one upstream only, by URL.
+	UpstreamKeys map[string][]nixfmt.PublicKey
+	Key          nixfmt.SecretKey // Larder's own signing key
+	Offline      bool             // never contact upstreams
+	Prepull      bool             // start NAR downloads when a narinfo is fetched
+	NegativeTTL  time.Duration    // how long an upstream 404 is remembered
 	// DownloadDeadline bounds a detached NAR download nobody may wait for.
 	DownloadDeadline time.Duration
 	NarInfoTimeout   time.Duration // one upstream narinfo lookup, all upstreams together

@@ -196,7 +196,7 @@ var errRejected = errors.New("narinfo rejected")
 // by a trusted key or a CA field that proves the path, a compression Larder
 // can verify, and a NAR URL on the same upstream.
 func (m *Mirror) accept(up Upstream, ni *nixfmt.NarInfo) error {
-	if !nixfmt.VerifyNarInfo(ni, m.cfg.TrustedKeys) && ni.VerifyCA() != nil {
+	if !nixfmt.VerifyNarInfo(ni, m.cfg.TrustedKeys) && !nixfmt.VerifyNarInfo(ni, m.cfg.UpstreamKeys[up.URL()]) && ni.VerifyCA() != nil {
 		m.stats.SignatureRejects.Add(1)
 		return fmt.Errorf("%w: %s has no valid signature by a trusted key and no valid CA", errRejected, ni.StorePath)
 	}

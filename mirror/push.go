@@ -142,4 +142,3 @@ func (m *Mirror) DeletePath(ctx context.Context, hash string) error {
 	}
 	return m.cfg.Index.DeleteNarInfo(ctx, hash)
 }
-

@@ -41,6 +41,22 @@ type serveConfig struct {
 	PushTokenFile  string
 	PushRequireSig bool
 	PushMaxSize    int64
+
+	// PerUpstream, from the config file's `upstreams:` list, replaces
+	// Upstreams when set.
+	PerUpstream []upstreamConfig
+}
+
+// upstreamConfig is one entry of `upstreams:` in the config file: a LAN
+// cache (nix-serve, harmonia, another Larder) or cache.nixos.org with its
+// own keys, priority and timeouts. Zero values take the global settings.
+type upstreamConfig struct {
+	URL            string        `mapstructure:"url"`
+	TrustedKeys    []string      `mapstructure:"trusted-keys"`
+	Priority       int           `mapstructure:"priority"`
+	ConnectTimeout time.Duration `mapstructure:"connect-timeout"`
+	HeaderTimeout  time.Duration `mapstructure:"header-timeout"`
+	StallTimeout   time.Duration `mapstructure:"stall-timeout"`
 }
 
 // pflagHelp means --help was asked for and printed.
@@ -137,6 +153,9 @@ func configFrom(fs *pflag.FlagSet) (*serveConfig, error) {
 	if c.PushMaxSize, err = parseSize(v.GetString("push-max-size")); err != nil {
 		return nil, fmt.Errorf("push-max-size: %w", err)
 	}
+	if err := v.UnmarshalKey("upstreams", &c.PerUpstream); err != nil {
+		return nil, fmt.Errorf("upstreams: %w", err)
+	}
 	return c, c.validate()
 }
 
@@ -164,6 +183,11 @@ func (c *serveConfig) validate() error {
 	}
 	if c.SecretKeyFile == "" {
 		c.SecretKeyFile = filepath.Join(c.DataDir, "secret-key")
+	}
+	for i, u := range c.PerUpstream {
+		if u.URL == "" {
+			return fmt.Errorf("upstreams[%d]: url is required", i)
+		}
 	}
 	return nil
 }

@@ -77,7 +77,7 @@ func openOwned(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	ups, err := buildUpstreams(cfg)
+	ups, upKeys, err := buildUpstreams(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func openOwned(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 		return nil, err
 	}
 	m := mirror.New(mirror.Config{
-		Index: idx, Blobs: blobs, Upstreams: ups, TrustedKeys: trusted, Key: key,
+		Index: idx, Blobs: blobs, Upstreams: ups, TrustedKeys: trusted, UpstreamKeys: upKeys, Key: key,
 		Offline: cfg.Offline, Prepull: cfg.Prepull, NegativeTTL: cfg.NegativeTTL, Log: log,
 		Local: local, LocalCompression: cfg.LocalStoreCompression,
 	})

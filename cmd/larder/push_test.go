@@ -83,3 +83,43 @@ func TestChainedLarders(t *testing.T) {
 		t.Fatalf("client of B with A down: %v\n%s", err, b.log)
 	}
 }
+
+// Per-upstream settings from the config file: each upstream's keys are
+// trusted for that upstream only, and priority orders them.
+func TestPerUpstreamKeysFromConfig(t *testing.T) {
+	nixtest.Require(t)
+	e := nixtest.NewEnv(t)
+	x := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 2, FileBytes: 4 << 10})
+	y := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 2, FileBytes: 4 << 10})
+	k1, k2 := nixtest.GenKey(t, e, "lan-cache-1"), nixtest.GenKey(t, e, "other-cache-1")
+	nixtest.Sign(t, e, k1, x.Root)
+	nixtest.Sign(t, e, k2, y.Root)
+	lan := nixtest.ServeDir(t, nixtest.Publish(t, e, "zstd", x.Root), 0)
+	other := nixtest.ServeDir(t, nixtest.Publish(t, e, "zstd", x.Root, y.Root), 0)
+	config := filepath.Join(t.TempDir(), "larder.yaml")
+	writeFile(t, config, `upstreams:
+  - url: `+other.URL+`
+    trusted-keys: ["`+k2.Public+`"]
+    priority: 20
+  - url: `+lan.URL+`
+    trusted-keys: ["`+k1.Public+`"]
+    priority: 10
+    header-timeout: 3s
+`)
+	l := startLarder(t, t.TempDir(), "--config", config)
+	for _, root := range []string{x.Root, y.Root} {
+		if _, err := nixtest.CopyFrom(t, e, l.URL, []string{l.pubkey(t)}, root); err != nil {
+			t.Fatalf("%s: %v\n%s", root, err, l.log)
+		}
+	}
+	if lan.Requests() == 0 {
+		t.Fatal("the higher-priority LAN upstream was never asked")
+	}
+	// Without the LAN cache, x is only on the other upstream, signed by a
+	// key trusted for the LAN cache alone: refused.
+	lan.Close()
+	fresh := startLarder(t, t.TempDir(), "--config", config)
+	if _, err := nixtest.CopyFrom(t, e, fresh.URL, []string{fresh.pubkey(t)}, x.Root); err == nil {
+		t.Fatal("a key trusted for one upstream was accepted from another")
+	}
+}

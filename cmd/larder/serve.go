@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -90,24 +92,41 @@ func parseKeys(list []string) ([]nixfmt.PublicKey, error) {
 	return keys, nil
 }
 
-func buildUpstreams(cfg *serveConfig) ([]mirror.Upstream, error) {
+// buildUpstreams makes the upstream clients in priority order and the keys
+// trusted for each one only.
+func buildUpstreams(cfg *serveConfig) ([]mirror.Upstream, map[string][]nixfmt.PublicKey, error) {
 	var limiter *rate.Limiter
 	if cfg.UpstreamRate > 0 {
 		burst := int(min(cfg.UpstreamRate, 1<<20))
 		limiter = rate.NewLimiter(rate.Limit(cfg.UpstreamRate), burst)
 	}
-	var ups []mirror.Upstream
-	for _, u := range cfg.Upstreams {
-		opts := upstream.DefaultOptions()
-		opts.ConnectTimeout, opts.HeaderTimeout, opts.StallTimeout = cfg.ConnectTimeout, cfg.HeaderTimeout, cfg.StallTimeout
-		opts.Limiter = limiter
-		c, err := upstream.New(u, opts)
-		if err != nil {
-			return nil, err
+	list := cfg.PerUpstream
+	if len(list) == 0 {
+		for _, u := range cfg.Upstreams {
+			list = append(list, upstreamConfig{URL: u})
 		}
+	}
+	sort.SliceStable(list, func(i, j int) bool { return list[i].Priority < list[j].Priority })
+	var ups []mirror.Upstream
+	keys := map[string][]nixfmt.PublicKey{}
+	for _, u := range list {
+		opts := upstream.DefaultOptions()
+		opts.ConnectTimeout = cmp.Or(u.ConnectTimeout, cfg.ConnectTimeout)
+		opts.HeaderTimeout = cmp.Or(u.HeaderTimeout, cfg.HeaderTimeout)
+		opts.StallTimeout = cmp.Or(u.StallTimeout, cfg.StallTimeout)
+		opts.Limiter = limiter
+		c, err := upstream.New(u.URL, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		own, err := parseKeys(u.TrustedKeys)
+		if err != nil {
+			return nil, nil, fmt.Errorf("upstream %s: %w", u.URL, err)
+		}
+		keys[c.URL()] = own
 		ups = append(ups, c)
 	}
-	return ups, nil
+	return ups, keys, nil
 }
 
 // logClientSettings prints what to paste into clients' configuration.
