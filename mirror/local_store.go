@@ -16,6 +16,19 @@ type LocalStore interface {
 	NarInfo(ctx context.Context, hash string) (*nixfmt.NarInfo, error)
 	PathOf(ctx context.Context, narHash nixfmt.Hash) (string, error)
 	Dump(ctx context.Context, ni *nixfmt.NarInfo, w io.Writer) error
+	Listing(ctx context.Context, hash string) ([]byte, error)
+}
+
+// Listing is the `.ls` file of a path in the local store.
+func (m *Mirror) Listing(ctx context.Context, hash string) ([]byte, error) {
+	if m.cfg.Local == nil {
+		return nil, ErrNotFound
+	}
+	ls, err := m.cfg.Local.Listing(ctx, hash)
+	if errors.Is(err, localstore.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	return ls, err
 }
 
 // localNarInfo answers from the local store: its path info, Larder's URL

@@ -116,5 +116,12 @@ func (s *Server) extra(w http.ResponseWriter, r *http.Request, key, contentType 
 			return nil
 		}
 	}
+	if hash, ok := strings.CutSuffix(strings.TrimPrefix(key, "ls/"), ".ls"); ok && strings.HasPrefix(key, "ls/") {
+		if ls, err := s.cache.Listing(r.Context(), hash); err == nil {
+			w.Header().Set("Content-Type", contentType)
+			_, err = w.Write(ls)
+			return err
+		}
+	}
 	return s.passthrough(w, r, strings.TrimPrefix(key, "ls/"), contentType)
 }

@@ -60,6 +60,21 @@ func TestPushAcceptsVerifiedUploads(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Equal(nar, p.File) {
 		t.Fatalf("pushed NAR: %d, %d bytes", resp.StatusCode, len(nar))
 	}
+	listing := []byte(`{"version":1,"root":{"type":"regular","size":3}}`)
+	logText := []byte("building...\ndone\n")
+	drvLog := "/log/" + strings.Repeat("1", 32) + "-pushed.drv"
+	if code, _ := f.put(t, "/"+p.Info.HashPart()+".ls", listing, token); code != http.StatusNoContent {
+		t.Fatalf("PUT .ls: %d", code)
+	}
+	if code, _ := f.put(t, drvLog, logText, token); code != http.StatusNoContent {
+		t.Fatalf("PUT log: %d", code)
+	}
+	if _, got, _ := f.get(t, "GET", "/"+p.Info.HashPart()+".ls"); !bytes.Equal(got, listing) {
+		t.Fatalf("pushed .ls served as %q", got)
+	}
+	if _, got, _ := f.get(t, "GET", drvLog); !bytes.Equal(got, logText) {
+		t.Fatalf("pushed log served as %q", got)
+	}
 	if f.up.Total() != 0 {
 		t.Fatal("a push consulted the upstream")
 	}

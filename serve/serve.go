@@ -25,6 +25,7 @@ type Cache interface {
 	OpenNAR(ctx context.Context, narHash nixfmt.Hash, compression string) (*mirror.NAR, error)
 	WaitNAR(ctx context.Context, narHash nixfmt.Hash, compression string) error
 	Passthrough(ctx context.Context, rel string) (*upstream.Response, error)
+	Listing(ctx context.Context, hash string) ([]byte, error)
 	PublicKey() nixfmt.PublicKey
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,8 +31,26 @@ func TestLocalStoreServesHostPaths(t *testing.T) {
 			t.Fatalf("%s: client has %s/%d, Nix on the host says %s/%d", compression, got.NarHash, got.NarSize, host.NarHash, host.NarSize)
 		}
 	}
+	l := startLarder(t, t.TempDir(), "--offline", "--local-store")
+	resp, err := http.Get(l.URL + "/" + filepath.Base(closure.Root)[:32] + ".ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listing struct {
+		Root struct {
+			Type    string                     `json:"type"`
+			Entries map[string]json.RawMessage `json:"entries"`
+		} `json:"root"`
+	}
+	json.NewDecoder(resp.Body).Decode(&listing)
+	resp.Body.Close()
+	if listing.Root.Type != "directory" || listing.Root.Entries["data"] == nil || listing.Root.Entries["refs"] == nil {
+		t.Fatalf(".ls of a local path: %+v", listing)
+	}
+	l.stop()
+
 	hidden := filepath.Base(closure.Root)[33:]
-	l := startLarder(t, t.TempDir(), "--offline", "--local-store", "--local-store-exclude", hidden)
+	l = startLarder(t, t.TempDir(), "--offline", "--local-store", "--local-store-exclude", hidden)
 	urls := narURLsOf(t, l.URL, closure.Paths[1:2]) // another path is still there
 	if len(urls) != 1 {
 		t.Fatal("a path not excluded is missing")

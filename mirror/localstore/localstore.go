@@ -7,12 +7,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"net/url"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -191,4 +194,58 @@ func (h *holdBack) Write(p []byte) (int, error) {
 func (h *holdBack) release() error {
 	_, err := h.w.Write(h.last)
 	return err
+}
+
+// Listing is the `.ls` file of a local path: its file tree as JSON, in the
+// format Nix writes with write-nar-listing (without NAR offsets).
+func (s *Store) Listing(ctx context.Context, hash string) ([]byte, error) {
+	ni, err := s.NarInfo(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	root, err := listNode(s.root + ni.StorePath)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]any{"version": 1, "root": root})
+}
+
+func listNode(p string) (map[string]any, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	switch mode := fi.Mode(); {
+	case mode.IsRegular():
+		node := map[string]any{"type": "regular", "size": fi.Size()}
+		if mode&0o111 != 0 {
+			node["executable"] = true
+		}
+		return node, nil
+	case mode&os.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		return map[string]any{"type": "symlink", "target": target}, err
+	case mode.IsDir():
+		names, err := readDirNames(p)
+		if err != nil {
+			return nil, err
+		}
+		entries := map[string]any{}
+		for _, n := range names {
+			if entries[n], err = listNode(filepath.Join(p, n)); err != nil {
+				return nil, err
+			}
+		}
+		return map[string]any{"type": "directory", "entries": entries}, nil
+	}
+	return nil, fmt.Errorf("%s: file type %v cannot be in a NAR", p, fi.Mode().Type())
+}
+
+func readDirNames(p string) ([]string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
