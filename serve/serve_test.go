@@ -188,8 +188,10 @@ func TestCorruptNarCutsConnection(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, p.File) {
 		t.Fatalf("after fault: %v %d", err, len(body))
 	}
-	if n := f.up.Count(mirrortest.NarPath(p)); n != 2 {
-		t.Fatalf("upstream NAR requests %d, want 2", n)
+	// At least 2: Go's client may itself retry a GET whose reused
+	// connection was cut before any response byte.
+	if n := f.up.Count(mirrortest.NarPath(p)); n < 2 {
+		t.Fatalf("upstream NAR requests %d: the good bytes did not come from upstream", n)
 	}
 }
 
