@@ -29,8 +29,9 @@ var ErrVerify = errors.New("NAR verification failed")
 // readers follow the growing file; they see EOF only once the file verified
 // and was committed, and an error otherwise.
 type download struct {
-	key  string
-	size int64 // expected file size, or -1
+	key     string
+	narHash string // "sha256:<nix32>", for GC to leave it alone
+	size    int64  // expected file size, or -1
 
 	pace      *rate.Limiter // a prefetch's bandwidth cap, or nil
 	followers atomic.Int32  // clients reading along; they lift the cap
@@ -89,7 +90,7 @@ func (m *Mirror) startDownloadPaced(row *index.NarInfo, ni *nixfmt.NarInfo, pace
 	if ni.FileSize > 0 {
 		size = int64(ni.FileSize)
 	}
-	d := &download{key: key, size: size, tmp: tmp, pace: pace, changed: make(chan struct{})}
+	d := &download{key: key, narHash: ni.NarHash.String(), size: size, tmp: tmp, pace: pace, changed: make(chan struct{})}
 	m.downloads[key] = d
 	m.stats.NarFetches.Add(1)
 	go m.runDownload(d, up, row, ni)
@@ -110,8 +111,12 @@ func (m *Mirror) runDownload(d *download, up Upstream, row *index.NarInfo, ni *n
 		if errors.Is(err, ErrVerify) {
 			m.stats.VerifyFailures.Add(1)
 		}
+		if noSpace(err) {
+			m.triggerGC(true)
+		}
 		m.log.Error("NAR download failed; nothing kept", "path", ni.StorePath, "url", row.NarURL, "err", err)
 	} else {
+		m.triggerGC(false)
 		m.log.Info("NAR fetched and verified", "path", ni.StorePath, "bytes", file.FileSize, "took", time.Since(start).Round(time.Millisecond))
 	}
 	m.mu.Lock()

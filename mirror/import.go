@@ -40,6 +40,10 @@ func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader,
 	}
 	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
 	f, err := m.receive(ni, file, tmp)
+	if noSpace(err) {
+		m.triggerGC(true)
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRejected, err)
 	}
@@ -55,6 +59,7 @@ func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader,
 		return err
 	}
 	m.negative.forget(ni.HashPart())
+	m.triggerGC(false)
 	return nil
 }
 

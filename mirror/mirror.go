@@ -69,6 +69,7 @@ type Config struct {
 	NarInfoTimeout   time.Duration // one upstream narinfo lookup, all upstreams together
 	WarmWorkers      int           // concurrent background narinfo lookups
 	PrepullWorkers   int           // concurrent background NAR downloads
+	MaxSize          int64         // bytes of NAR files kept; 0 = no limit (no GC)
 	Local            LocalStore    // the host's own store; nil = not served
 	LocalCompression string        // "none" or "zstd" for NARs made from Local
 	Log              *slog.Logger
@@ -110,6 +111,9 @@ type Mirror struct {
 	downloads map[string]*download // by blob key
 	staged    map[string]stagedNAR // pushed NARs by URL, waiting for their narinfo
 
+	gcMu sync.Mutex // one collection at a time
+	gcQ  chan bool
+
 	warmQ    chan string
 	prepullQ chan prepullJob
 	queued   sync.Map // hash parts waiting in warmQ
@@ -127,6 +131,7 @@ func New(cfg Config) *Mirror {
 		negative:  newNegativeCache(cfg.NegativeTTL, 100_000),
 		downloads: map[string]*download{},
 		staged:    map[string]stagedNAR{},
+		gcQ:       make(chan bool, 1),
 		warmQ:     make(chan string, 16384),
 		prepullQ:  make(chan prepullJob, 16384),
 		touches:   make(chan touch, 4096),
@@ -139,6 +144,7 @@ func New(cfg Config) *Mirror {
 		m.spawn(m.prepullWorker)
 	}
 	m.spawn(m.touchFlusher)
+	m.spawn(m.gcWorker)
 	return m
 }
 

@@ -9,6 +9,7 @@ type Stats struct {
 	VerifyFailures, SignatureRejects            atomic.Int64
 	BytesFromDisk, BytesFromUpstream            atomic.Int64
 	LocalNars, Pushes                           atomic.Int64
+	GCRuns, BytesEvicted                        atomic.Int64
 }
 
 // StatsSnapshot is a copy of Stats.
@@ -18,6 +19,7 @@ type StatsSnapshot struct {
 	VerifyFailures, SignatureRejects            int64
 	BytesFromDisk, BytesFromUpstream            int64
 	LocalNars, Pushes                           int64
+	GCRuns, BytesEvicted                        int64
 }
 
 func (s *Stats) snapshot() StatsSnapshot {
@@ -27,5 +29,6 @@ func (s *Stats) snapshot() StatsSnapshot {
 		VerifyFailures: s.VerifyFailures.Load(), SignatureRejects: s.SignatureRejects.Load(),
 		BytesFromDisk: s.BytesFromDisk.Load(), BytesFromUpstream: s.BytesFromUpstream.Load(),
 		LocalNars: s.LocalNars.Load(), Pushes: s.Pushes.Load(),
+		GCRuns: s.GCRuns.Load(), BytesEvicted: s.BytesEvicted.Load(),
 	}
 }

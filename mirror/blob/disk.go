@@ -131,3 +131,21 @@ func OpenDisk(root string) (*Disk, error) {
 	}
 	return d, nil
 }
+
+// Quarantine moves a blob that failed verification out of the store, into
+// root/quarantine, for a human to look at.
+func (d *Disk) Quarantine(key string) (string, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(d.root, "quarantine")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, filepath.Base(p))
+	if err := os.Rename(p, dst); err != nil {
+		return "", err
+	}
+	return dst, nil
+}

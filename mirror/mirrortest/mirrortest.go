@@ -248,3 +248,9 @@ func (u *Upstream) Total() int {
 	}
 	return n
 }
+
+// NarFileName is the file name Larder stores p's NAR under (named by NarHash).
+func NarFileName(p *Path) string {
+	ext, _ := codec.Extension(p.Info.Compression)
+	return nixfmt.EncodeNix32(p.Info.NarHash.Digest) + ".nar" + ext
+}
