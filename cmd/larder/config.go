@@ -41,6 +41,7 @@ type serveConfig struct {
 	PushTokenFile  string
 	PushRequireSig bool
 	PushMaxSize    int64
+	MaxSize        int64
 
 	// PerUpstream, from the config file's `upstreams:` list, replaces
 	// Upstreams when set.
@@ -98,6 +99,7 @@ func serveFlags(name string) *pflag.FlagSet {
 	fs.String("push-token-file", "", "accept `nix copy --to` pushes with a token from this file (one a line); no file, no pushes")
 	fs.Bool("push-require-sig", false, "refuse pushed paths not signed by a trusted key")
 	fs.String("push-max-size", "8G", "largest accepted upload (suffixes K, M, G)")
+	fs.String("max-size", "0", "keep NAR files under this size (e.g. 200G); least recently used unpinned NARs go first; 0 = no limit")
 	return fs
 }
 
@@ -152,6 +154,9 @@ func configFrom(fs *pflag.FlagSet) (*serveConfig, error) {
 	var err error
 	if c.PushMaxSize, err = parseSize(v.GetString("push-max-size")); err != nil {
 		return nil, fmt.Errorf("push-max-size: %w", err)
+	}
+	if c.MaxSize, err = parseSize(v.GetString("max-size")); err != nil {
+		return nil, fmt.Errorf("max-size: %w", err)
 	}
 	if err := v.UnmarshalKey("upstreams", &c.PerUpstream); err != nil {
 		return nil, fmt.Errorf("upstreams: %w", err)

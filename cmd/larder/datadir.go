@@ -96,7 +96,7 @@ func openOwned(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 	m := mirror.New(mirror.Config{
 		Index: idx, Blobs: blobs, Upstreams: ups, TrustedKeys: trusted, UpstreamKeys: upKeys, Key: key,
 		Offline: cfg.Offline, Prepull: cfg.Prepull, NegativeTTL: cfg.NegativeTTL, Log: log,
-		Local: local, LocalCompression: cfg.LocalStoreCompression,
+		Local: local, LocalCompression: cfg.LocalStoreCompression, MaxSize: cfg.MaxSize,
 	})
 	return &dataDir{idx: idx, mirror: m, hasKey: true}, nil
 }
@@ -118,7 +118,7 @@ func openReadOnly(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 			return nil, fmt.Errorf("%s: %w", cfg.SecretKeyFile, err)
 		}
 	}
-	m := mirror.New(mirror.Config{Index: idx, Blobs: blobs, Offline: true, Key: key, Log: log})
+	m := mirror.New(mirror.Config{Index: idx, Blobs: blobs, Offline: true, Key: key, MaxSize: cfg.MaxSize, Log: log})
 	return &dataDir{idx: idx, mirror: m, hasKey: key.Key != nil}, nil
 }
 

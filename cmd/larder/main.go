@@ -19,6 +19,8 @@ Usage:
                                               write closures as a file:// cache + manifest (air gap)
   larder import [--trusted-key KEY...] IN_DIR  verify and ingest a bundle or any file:// cache
   larder inventory                            list what this Larder holds (for export --exclude)
+  larder gc --max-size SIZE [--dry-run]       evict least recently used, unpinned NARs now
+  larder verify [--repair]                    re-hash every stored NAR; quarantine damaged ones
   larder keygen NAME SECRET_FILE PUBLIC_FILE  make a signing key pair (Nix's format)
 `
 
@@ -43,6 +45,10 @@ func main() {
 		err = runImport(args)
 	case "inventory":
 		err = runInventory(args)
+	case "gc":
+		err = runGC(args)
+	case "verify":
+		err = runVerify(args)
 	case "keygen":
 		err = runKeygen(args)
 	case "help", "-h", "--help":
