@@ -120,12 +120,14 @@ func (m *Mirror) touchFlusher() {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	infos, nars := map[string]bool{}, map[string]bool{}
+	var last StatsSnapshot
 	flush := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		last = m.flushTraffic(ctx, last)
 		if len(infos)+len(nars) == 0 {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
 		if err := m.cfg.Index.Touch(ctx, keys(infos), keys(nars), time.Now()); err != nil {
 			m.log.Warn("recording access times failed", "err", err)
 		}
@@ -149,6 +151,33 @@ func (m *Mirror) touchFlusher() {
 		}
 	}
 }
+
+// TrafficIndex keeps hourly traffic totals.
+type TrafficIndex interface {
+	AddTraffic(ctx context.Context, at time.Time, t index.Traffic) error
+}
+
+// flushTraffic adds what moved since the last snapshot to the hour's totals.
+func (m *Mirror) flushTraffic(ctx context.Context, last StatsSnapshot) StatsSnapshot {
+	ti, ok := m.cfg.Index.(TrafficIndex)
+	now := m.stats.snapshot()
+	if !ok {
+		return now
+	}
+	d := index.Traffic{Served: now.BytesServed - last.BytesServed, Upstream: now.BytesFromUpstream - last.BytesFromUpstream,
+		Hits: now.NarInfoHits - last.NarInfoHits, Misses: now.NarInfoMisses - last.NarInfoMisses}
+	if d == (index.Traffic{}) {
+		return now
+	}
+	if err := ti.AddTraffic(ctx, time.Now(), d); err != nil {
+		m.log.Warn("recording traffic failed", "err", err)
+		return last
+	}
+	return now
+}
+
+// RecordServed counts NAR bytes sent to clients.
+func (m *Mirror) RecordServed(n int64) { m.stats.BytesServed.Add(n) }
 
 func keys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))

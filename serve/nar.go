@@ -42,6 +42,9 @@ func (s *Server) nar(w http.ResponseWriter, r *http.Request, hash32, ext string)
 		return err
 	}
 	defer nar.Close()
+	cw := &countingWriter{ResponseWriter: w}
+	defer func() { s.cache.RecordServed(cw.n) }()
+	w = cw
 	h := w.Header()
 	h.Set("Content-Type", "application/x-nix-nar")
 	h.Set("Accept-Ranges", "bytes")
@@ -77,4 +80,29 @@ func streamNAR(w http.ResponseWriter, nar *mirror.NAR) error {
 			panic(http.ErrAbortHandler) // verification failed or upstream broke: cut the connection
 		}
 	}
+}
+
+// countingWriter counts body bytes for the served-bytes figures.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush through the wrapper.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// ReadFrom keeps sendfile for committed files (http.ServeContent uses it).
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(r)
+		c.n += n
+		return n, err
+	}
+	return io.Copy(struct{ io.Writer }{c}, r)
 }

@@ -26,6 +26,8 @@ type Cache interface {
 	WaitNAR(ctx context.Context, narHash nixfmt.Hash, compression string) error
 	Passthrough(ctx context.Context, rel string) (*upstream.Response, error)
 	Listing(ctx context.Context, hash string) ([]byte, error)
+	RecordServed(n int64)
+	StoreUsage(ctx context.Context) (used, limit int64, err error)
 	PublicKey() nixfmt.PublicKey
 }
 
@@ -33,7 +35,8 @@ type Cache interface {
 type Options struct {
 	Priority int // nix-cache-info Priority: lower wins; cache.nixos.org is 40
 	Log      *slog.Logger
-	Tools    Tools // the /api endpoints; nil turns them off
+	Tools    Tools    // the /api endpoints; nil turns them off
+	Metrics  *Metrics // /metrics; nil turns it off
 
 	Push           Pusher   // nix copy --to; nil turns pushing off
 	PushTokens     []string // accepted tokens (Basic password or Bearer)
@@ -71,6 +74,18 @@ var (
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	defer func() {
+		if s.opts.Metrics != nil {
+			status := rec.status
+			if p := recover(); p != nil {
+				s.opts.Metrics.observeRequest(requestKind(r.URL.Path), http.StatusInternalServerError)
+				panic(p) // http.ErrAbortHandler: cut the connection
+			}
+			s.opts.Metrics.observeRequest(requestKind(r.URL.Path), status)
+		}
+	}()
+	w = rec
 	err := s.route(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -97,6 +112,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case p == "/nix-cache-info":
 		return s.cacheInfo(w)
+	case p == "/healthz":
+		return s.healthz(w, r)
+	case p == "/metrics" && s.opts.Metrics != nil:
+		s.opts.Metrics.Handler().ServeHTTP(w, r)
+		return nil
 	case p == "/pubkey":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, err := io.WriteString(w, s.cache.PublicKey().String())
@@ -154,6 +174,16 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, p string) error {
 		return s.apiMissing(w, r)
 	}
 	return mirror.ErrNotFound
+}
+
+// healthz answers 200 while the index answers; upstreams do not matter.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	if _, _, err := s.cache.StoreUsage(r.Context()); err != nil {
+		http.Error(w, "index: "+err.Error(), http.StatusServiceUnavailable)
+		return nil
+	}
+	_, err := io.WriteString(w, "ok\n")
+	return err
 }
 
 func (s *Server) cacheInfo(w http.ResponseWriter) error {

@@ -46,6 +46,8 @@ type serveConfig struct {
 	// PerUpstream, from the config file's `upstreams:` list, replaces
 	// Upstreams when set.
 	PerUpstream []upstreamConfig
+
+	observe func(url string) func(time.Duration, error) // upstream metrics hook
 }
 
 // upstreamConfig is one entry of `upstreams:` in the config file: a LAN

@@ -40,6 +40,8 @@ func runServe(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	metrics := serve.NewMetrics()
+	cfg.observe = metrics.ObserveUpstream
 	dd, err := openDataDir(cfg, log, true)
 	if err != nil {
 		return err
@@ -47,7 +49,8 @@ func runServe(args []string) error {
 	defer dd.Close()
 	m := dd.mirror
 
-	opts := serve.Options{Priority: cfg.Priority, Log: log, Tools: dd.service(),
+	metrics.SetSource(m)
+	opts := serve.Options{Priority: cfg.Priority, Log: log, Tools: dd.service(), Metrics: metrics,
 		PushRequireSig: cfg.PushRequireSig, PushMaxSize: cfg.PushMaxSize}
 	if cfg.PushTokenFile != "" {
 		if opts.PushTokens, err = readTokens(cfg.PushTokenFile); err != nil {
@@ -115,6 +118,9 @@ func buildUpstreams(cfg *serveConfig) ([]mirror.Upstream, map[string][]nixfmt.Pu
 		opts.HeaderTimeout = cmp.Or(u.HeaderTimeout, cfg.HeaderTimeout)
 		opts.StallTimeout = cmp.Or(u.StallTimeout, cfg.StallTimeout)
 		opts.Limiter = limiter
+		if cfg.observe != nil {
+			opts.Observe = cfg.observe(u.URL)
+		}
 		c, err := upstream.New(u.URL, opts)
 		if err != nil {
 			return nil, nil, err

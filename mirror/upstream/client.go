@@ -63,6 +63,9 @@ type Options struct {
 	Retries        int           // extra attempts for transient errors
 	Limiter        *rate.Limiter // shared by every upstream; nil = unlimited
 	Breaker        *Breaker
+	// Observe, if set, is told how long each request took until its
+	// response headers, and its error.
+	Observe func(time.Duration, error)
 }
 
 // DefaultOptions are tuned for a WAN upstream seen from a LAN.
@@ -188,7 +191,15 @@ func (c *Client) get(ctx context.Context, absURL string) (*Response, error) {
 		return nil, err
 	}
 	req.Header.Set("User-Agent", "larder")
+	start := time.Now()
 	resp, err := c.http.Do(req)
+	if c.opts.Observe != nil {
+		obsErr := err
+		if err == nil && resp.StatusCode >= 500 {
+			obsErr = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		c.opts.Observe(time.Since(start), obsErr)
+	}
 	if err != nil {
 		cancel()
 		return nil, err
