@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 )
 
@@ -10,7 +11,7 @@ type Stats struct {
 	NarInfoHits, NarInfoMisses, NarInfoUpstream atomic.Int64
 	NarHits, NarFetches, NarFetchFailures       atomic.Int64
 	VerifyFailures, SignatureRejects            atomic.Int64
-	BytesServed, BytesFromUpstream            atomic.Int64
+	BytesServed, BytesFromUpstream              atomic.Int64
 	LocalNars, Pushes                           atomic.Int64
 	GCRuns, BytesEvicted                        atomic.Int64
 }
@@ -20,7 +21,7 @@ type StatsSnapshot struct {
 	NarInfoHits, NarInfoMisses, NarInfoUpstream int64
 	NarHits, NarFetches, NarFetchFailures       int64
 	VerifyFailures, SignatureRejects            int64
-	BytesServed, BytesFromUpstream            int64
+	BytesServed, BytesFromUpstream              int64
 	LocalNars, Pushes                           int64
 	GCRuns, BytesEvicted                        int64
 }
@@ -46,7 +47,7 @@ type UpstreamHealth struct {
 func (m *Mirror) UpstreamHealth() []UpstreamHealth {
 	out := make([]UpstreamHealth, 0, len(m.cfg.Upstreams))
 	for _, u := range m.cfg.Upstreams {
-		out = append(out, UpstreamHealth{URL: u.URL(), Healthy: u.Breaker().Healthy()})
+		out = append(out, UpstreamHealth{URL: strings.TrimSuffix(u.URL(), "/"), Healthy: u.Breaker().Healthy()})
 	}
 	return out
 }

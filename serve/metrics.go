@@ -80,16 +80,16 @@ var (
 		descs[name] = d
 		return d
 	}
-	narinfoDesc  = desc("larder_narinfo_lookups_total", "narinfo lookups by outcome: hit (index or local store), upstream (fetched), miss (404).", "outcome")
-	narDesc      = desc("larder_nar_total", "NAR opens by source: disk, upstream (downloads started), local (made from the local store), failed (downloads that failed).", "source")
-	bytesDesc    = desc("larder_bytes_total", "NAR bytes: served to clients, fetched from upstreams; saved = served - fetched.", "direction")
-	verifyDesc   = desc("larder_verification_failures_total", "NARs that failed verification (downloads, imports, verify).")
-	rejectDesc   = desc("larder_signature_rejects_total", "Upstream narinfos refused for want of a trusted signature or valid CA.")
-	gcRunsDesc   = desc("larder_gc_runs_total", "Garbage collections that evicted something.")
-	evictedDesc  = desc("larder_gc_evicted_bytes_total", "Bytes evicted by garbage collection.")
-	pushDesc     = desc("larder_pushes_total", "Paths accepted from nix copy --to.")
-	storeDesc    = desc("larder_store_bytes", "Bytes of NAR files on disk, and the --max-size limit (0 = none).", "kind")
-	breakerDesc  = desc("larder_upstream_up", "1 while an upstream's circuit breaker lets requests through.", "upstream")
+	narinfoDesc = desc("larder_narinfo_lookups_total", "narinfo lookups by outcome: hit (index or local store), upstream (fetched), miss (404).", "outcome")
+	narDesc     = desc("larder_nar_total", "NAR opens by source: disk, upstream (downloads started), local (made from the local store), failed (downloads that failed).", "source")
+	bytesDesc   = desc("larder_bytes_total", "NAR bytes: served to clients, fetched from upstreams; saved = served - fetched.", "direction")
+	verifyDesc  = desc("larder_verification_failures_total", "NARs that failed verification (downloads, imports, verify).")
+	rejectDesc  = desc("larder_signature_rejects_total", "Upstream narinfos refused for want of a trusted signature or valid CA.")
+	gcRunsDesc  = desc("larder_gc_runs_total", "Garbage collections that evicted something.")
+	evictedDesc = desc("larder_gc_evicted_bytes_total", "Bytes evicted by garbage collection.")
+	pushDesc    = desc("larder_pushes_total", "Paths accepted from nix copy --to.")
+	storeDesc   = desc("larder_store_bytes", "Bytes of NAR files on disk, and the --max-size limit (0 = none).", "kind")
+	breakerDesc = desc("larder_upstream_up", "1 while an upstream's circuit breaker lets requests through.", "upstream")
 )
 
 // Describe implements prometheus.Collector.
