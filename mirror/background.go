@@ -148,6 +148,9 @@ func (m *Mirror) touchFlusher() {
 			}
 		case <-tick.C:
 			flush()
+		case done := <-m.syncs:
+			flush()
+			close(done)
 		}
 	}
 }
@@ -174,6 +177,21 @@ func (m *Mirror) flushTraffic(ctx context.Context, last StatsSnapshot) StatsSnap
 		return last
 	}
 	return now
+}
+
+// SyncStats writes pending traffic counts and access times to the index
+// now, so figures read from it are current.
+func (m *Mirror) SyncStats(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case m.syncs <- done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // RecordServed counts NAR bytes sent to clients.

@@ -118,6 +118,7 @@ type Mirror struct {
 	prepullQ chan prepullJob
 	queued   sync.Map // hash parts waiting in warmQ
 	touches  chan touch
+	syncs    chan chan struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -135,6 +136,7 @@ func New(cfg Config) *Mirror {
 		warmQ:     make(chan string, 16384),
 		prepullQ:  make(chan prepullJob, 16384),
 		touches:   make(chan touch, 4096),
+		syncs:     make(chan chan struct{}),
 		stop:      make(chan struct{}),
 	}
 	for i := 0; i < cfg.WarmWorkers; i++ {

@@ -32,7 +32,13 @@ type Service struct {
 	Store    Store
 	PinList  PinLister
 	CA       CAStore
+	Runs     RunRecorder   // may be nil
 	Interval time.Duration // between progress reports
+}
+
+// RunRecorder keeps a record of finished prefetches for the status page.
+type RunRecorder interface {
+	AddPrefetchRun(ctx context.Context, r index.PrefetchRun) error
 }
 
 // AddCA stores a content-addressed local artifact (see mirror.AddCA).
@@ -51,7 +57,12 @@ func (s *Service) Prefetch(ctx context.Context, req *Request, progress func(Prog
 	if interval <= 0 {
 		interval = time.Second
 	}
-	return s.Engine.Run(ctx, req, roots, interval, progress), nil
+	rep := s.Engine.Run(ctx, req, roots, interval, progress)
+	if s.Runs != nil {
+		s.Runs.AddPrefetchRun(context.WithoutCancel(ctx), index.PrefetchRun{Finished: time.Now(), Pin: req.Pin,
+			Paths: rep.PathsTotal, Fetched: rep.Fetched, Bytes: rep.BytesDone, Complete: rep.Complete})
+	}
+	return rep, nil
 }
 
 // PinStatus is a pin with the state of its closure on disk.

@@ -35,8 +35,9 @@ type Cache interface {
 type Options struct {
 	Priority int // nix-cache-info Priority: lower wins; cache.nixos.org is 40
 	Log      *slog.Logger
-	Tools    Tools    // the /api endpoints; nil turns them off
-	Metrics  *Metrics // /metrics; nil turns it off
+	Tools    Tools      // the /api endpoints; nil turns them off
+	Metrics  *Metrics   // /metrics; nil turns it off
+	Status   StatusPage // the page at /; nil serves a plain text hint
 
 	Push           Pusher   // nix copy --to; nil turns pushing off
 	PushTokens     []string // accepted tokens (Basic password or Bearer)
@@ -121,6 +122,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, err := io.WriteString(w, s.cache.PublicKey().String())
 		return err
+	case p == "/" && s.opts.Status != nil:
+		return s.statusPage(w, r)
 	case p == "/":
 		return s.home(w)
 	case strings.HasSuffix(p, ".narinfo"):

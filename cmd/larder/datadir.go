@@ -128,6 +128,7 @@ func (d *dataDir) service() *prefetch.Service {
 		Store:    d.mirror,
 		PinList:  d.idx,
 		CA:       d.mirror,
+		Runs:     d.idx,
 		Interval: time.Second,
 	}
 }

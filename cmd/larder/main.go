@@ -19,6 +19,7 @@ Usage:
                                               write closures as a file:// cache + manifest (air gap)
   larder import [--trusted-key KEY...] IN_DIR  verify and ingest a bundle or any file:// cache
   larder inventory                            list what this Larder holds (for export --exclude)
+  larder stats                                hit ratio, bytes saved, disk use, pins, recent prefetches
   larder gc --max-size SIZE [--dry-run]       evict least recently used, unpinned NARs now
   larder verify [--repair]                    re-hash every stored NAR; quarantine damaged ones
   larder keygen NAME SECRET_FILE PUBLIC_FILE  make a signing key pair (Nix's format)
@@ -45,6 +46,8 @@ func main() {
 		err = runImport(args)
 	case "inventory":
 		err = runInventory(args)
+	case "stats":
+		err = runStats(args)
 	case "gc":
 		err = runGC(args)
 	case "verify":

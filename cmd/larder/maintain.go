@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nixlarder/larder/prefetch"
+	"github.com/nixlarder/larder/serve"
 )
 
 // runGC collects garbage on a data dir now (a server also does it by itself
@@ -76,5 +77,29 @@ func runVerify(args []string) error {
 	if len(rep.Damaged) > 0 && !*repair {
 		return exitIncomplete{"damaged NAR files found (run with --repair)"}
 	}
+	return nil
+}
+
+// quickPins lists pins with sizes-only checks, as the status figures use.
+func quickPins(svc *prefetch.Service) func(context.Context) ([]prefetch.PinStatus, error) {
+	return func(ctx context.Context) ([]prefetch.PinStatus, error) { return svc.PinStatuses(ctx, false) }
+}
+
+// runStats prints the status page's figures from a data dir.
+func runStats(args []string) error {
+	fs := readerFlags("stats")
+	if err := fs.Parse(args); err != nil {
+		return helpIsFine(err)
+	}
+	dd, err := openReader(fs)
+	if err != nil {
+		return err
+	}
+	defer dd.Close()
+	st, err := serve.BuildStatus(context.Background(), dd.idx, dd.mirror.StoreUsage, quickPins(dd.service()), nil)
+	if err != nil {
+		return err
+	}
+	fmt.Print(st.Text())
 	return nil
 }

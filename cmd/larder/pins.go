@@ -19,6 +19,7 @@ func readerFlags(name string) *pflag.FlagSet {
 	fs.String("config", "", "YAML config file")
 	fs.String("data-dir", defaultDataDir(), "Larder's data dir")
 	fs.String("secret-key-file", "", "signing key (default: <data-dir>/secret-key)")
+	fs.String("max-size", "0", "the store's size limit, as given to larder serve (for figures)")
 	return fs
 }
 

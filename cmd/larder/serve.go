@@ -50,7 +50,12 @@ func runServe(args []string) error {
 	m := dd.mirror
 
 	metrics.SetSource(m)
-	opts := serve.Options{Priority: cfg.Priority, Log: log, Tools: dd.service(), Metrics: metrics,
+	svc := dd.service()
+	opts := serve.Options{Priority: cfg.Priority, Log: log, Tools: svc, Metrics: metrics,
+		Status: func(ctx context.Context) (*serve.Status, error) {
+			m.SyncStats(ctx)
+			return serve.BuildStatus(ctx, dd.idx, m.StoreUsage, quickPins(svc), m.UpstreamHealth())
+		},
 		PushRequireSig: cfg.PushRequireSig, PushMaxSize: cfg.PushMaxSize}
 	if cfg.PushTokenFile != "" {
 		if opts.PushTokens, err = readTokens(cfg.PushTokenFile); err != nil {
