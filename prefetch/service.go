@@ -34,6 +34,22 @@ type Service struct {
 	CA       CAStore
 	Runs     RunRecorder   // may be nil
 	Interval time.Duration // between progress reports
+
+	running sync.Map // *Request → Progress of prefetches in flight
+}
+
+// Running sums the progress of the prefetches in flight (for metrics).
+func (s *Service) Running() (p Progress, n int) {
+	s.running.Range(func(_, v any) bool {
+		q := v.(Progress)
+		p.PathsTotal += q.PathsTotal
+		p.PathsDone += q.PathsDone
+		p.BytesTotal += q.BytesTotal
+		p.BytesDone += q.BytesDone
+		n++
+		return true
+	})
+	return p, n
 }
 
 // RunRecorder keeps a record of finished prefetches for the status page.
@@ -57,7 +73,14 @@ func (s *Service) Prefetch(ctx context.Context, req *Request, progress func(Prog
 	if interval <= 0 {
 		interval = time.Second
 	}
-	rep := s.Engine.Run(ctx, req, roots, interval, progress)
+	defer s.running.Delete(req)
+	track := func(p Progress) {
+		s.running.Store(req, p)
+		if progress != nil {
+			progress(p)
+		}
+	}
+	rep := s.Engine.Run(ctx, req, roots, interval, track)
 	if s.Runs != nil {
 		s.Runs.AddPrefetchRun(context.WithoutCancel(ctx), index.PrefetchRun{Finished: time.Now(), Pin: req.Pin,
 			Paths: rep.PathsTotal, Fetched: rep.Fetched, Bytes: rep.BytesDone, Complete: rep.Complete})

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nixlarder/larder/mirror"
+	"github.com/nixlarder/larder/prefetch"
 )
 
 // MetricsSource is what /metrics reads at scrape time.
@@ -27,6 +28,16 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	upstream *prometheus.HistogramVec
 	source   MetricsSource
+	prefetch interface {
+		Running() (prefetch.Progress, int)
+	}
+}
+
+// SetPrefetch connects the prefetch service, for progress gauges.
+func (m *Metrics) SetPrefetch(p interface {
+	Running() (prefetch.Progress, int)
+}) {
+	m.prefetch = p
 }
 
 // NewMetrics makes the registry; SetSource must be called before serving.
@@ -90,6 +101,9 @@ var (
 	pushDesc    = desc("larder_pushes_total", "Paths accepted from nix copy --to.")
 	storeDesc   = desc("larder_store_bytes", "Bytes of NAR files on disk, and the --max-size limit (0 = none).", "kind")
 	breakerDesc = desc("larder_upstream_up", "1 while an upstream's circuit breaker lets requests through.", "upstream")
+	runningDesc = desc("larder_prefetch_running", "Prefetches in flight.")
+	pfPathsDesc = desc("larder_prefetch_paths", "Paths of the prefetches in flight: total known so far, and done.", "state")
+	pfBytesDesc = desc("larder_prefetch_bytes", "NAR file bytes of the prefetches in flight: to fetch, and fetched.", "state")
 )
 
 // Describe implements prometheus.Collector.
@@ -127,6 +141,17 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if used, limit, err := m.source.StoreUsage(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(storeDesc, prometheus.GaugeValue, float64(used), "used")
 		ch <- prometheus.MustNewConstMetric(storeDesc, prometheus.GaugeValue, float64(limit), "limit")
+	}
+	if m.prefetch != nil {
+		p, n := m.prefetch.Running()
+		gauge := func(d *prometheus.Desc, v int64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+		}
+		gauge(runningDesc, int64(n))
+		gauge(pfPathsDesc, int64(p.PathsTotal), "total")
+		gauge(pfPathsDesc, int64(p.PathsDone), "done")
+		gauge(pfBytesDesc, p.BytesTotal, "total")
+		gauge(pfBytesDesc, p.BytesDone, "done")
 	}
 	for _, u := range m.source.UpstreamHealth() {
 		ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, float64(boolInt(u.Healthy)), u.URL)

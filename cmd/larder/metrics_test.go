@@ -69,6 +69,9 @@ func TestMetricsThroughRealClient(t *testing.T) {
 		warm[`larder_narinfo_lookups_total{outcome="hit"}`] < cold[`larder_narinfo_lookups_total{outcome="hit"}`]+5 {
 		t.Fatalf("after a warm copy: fetched %v → %v, served %v", fetched, warm[`larder_bytes_total{direction="fetched"}`], served)
 	}
+	if v, ok := warm["larder_prefetch_running"]; !ok || v != 0 {
+		t.Fatalf("prefetch gauges missing or wrong: %v", pick(warm, "larder_prefetch"))
+	}
 	resp, err := http.Get(l.URL + "/healthz")
 	if err != nil {
 		t.Fatal(err)

@@ -51,6 +51,7 @@ func runServe(args []string) error {
 
 	metrics.SetSource(m)
 	svc := dd.service()
+	metrics.SetPrefetch(svc)
 	opts := serve.Options{Priority: cfg.Priority, Log: log, Tools: svc, Metrics: metrics,
 		Status: func(ctx context.Context) (*serve.Status, error) {
 			m.SyncStats(ctx)
