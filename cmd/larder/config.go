@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/nixlarder/larder/serve/fwdproxy"
 )
 
 // cacheNixosKey is the key cache.nixos.org signs with.
@@ -42,6 +44,13 @@ type serveConfig struct {
 	PushRequireSig bool
 	PushMaxSize    int64
 	MaxSize        int64
+
+	ProxyListen         string
+	ProxyAllow          []string
+	ProxyConnectPorts   []string
+	ProxyMaxSize        int64
+	ProxyImmutableAfter time.Duration
+	ProxyRevalidate     bool
 
 	// PerUpstream, from the config file's `upstreams:` list, replaces
 	// Upstreams when set.
@@ -101,6 +110,12 @@ func serveFlags(name string) *pflag.FlagSet {
 	fs.String("push-token-file", "", "accept `nix copy --to` pushes with a token from this file (one a line); no file, no pushes")
 	fs.Bool("push-require-sig", false, "refuse pushed paths not signed by a trusted key")
 	fs.String("push-max-size", "8G", "largest accepted upload (suffixes K, M, G)")
+	fs.String("proxy-listen", "", "also run the caching forward proxy for fixed-output fetches here (e.g. :3128); off when empty")
+	fs.StringArray("proxy-allow", fwdproxy.DefaultAllow, "client networks (CIDR) allowed to use the proxy (repeatable)")
+	fs.StringArray("proxy-connect-port", []string{"443"}, "ports CONNECT may reach (repeatable)")
+	fs.String("proxy-max-size", "4G", "largest response the proxy keeps; larger ones are cut")
+	fs.Duration("proxy-immutable-after", 0, "serve kept responses without asking the origin for this long (0 = forever)")
+	fs.Bool("proxy-revalidate", false, "ask the origin (conditionally) before serving a kept response")
 	fs.String("max-size", "0", "keep NAR files under this size (e.g. 200G); least recently used unpinned NARs go first; 0 = no limit")
 	return fs
 }
@@ -156,6 +171,11 @@ func configFrom(fs *pflag.FlagSet) (*serveConfig, error) {
 	var err error
 	if c.PushMaxSize, err = parseSize(v.GetString("push-max-size")); err != nil {
 		return nil, fmt.Errorf("push-max-size: %w", err)
+	}
+	c.ProxyListen, c.ProxyAllow, c.ProxyConnectPorts = v.GetString("proxy-listen"), stringList(v, "proxy-allow"), stringList(v, "proxy-connect-port")
+	c.ProxyImmutableAfter, c.ProxyRevalidate = v.GetDuration("proxy-immutable-after"), v.GetBool("proxy-revalidate")
+	if c.ProxyMaxSize, err = parseSize(v.GetString("proxy-max-size")); err != nil {
+		return nil, fmt.Errorf("proxy-max-size: %w", err)
 	}
 	if c.MaxSize, err = parseSize(v.GetString("max-size")); err != nil {
 		return nil, fmt.Errorf("max-size: %w", err)

@@ -20,6 +20,7 @@ import (
 type dataDir struct {
 	idx    *index.DB
 	mirror *mirror.Mirror
+	blobs  *blob.Disk
 	lock   *os.File
 	hasKey bool
 }
@@ -98,7 +99,7 @@ func openOwned(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 		Offline: cfg.Offline, Prepull: cfg.Prepull, NegativeTTL: cfg.NegativeTTL, Log: log,
 		Local: local, LocalCompression: cfg.LocalStoreCompression, MaxSize: cfg.MaxSize,
 	})
-	return &dataDir{idx: idx, mirror: m, hasKey: true}, nil
+	return &dataDir{idx: idx, mirror: m, blobs: blobs, hasKey: true}, nil
 }
 
 func openReadOnly(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
@@ -119,7 +120,7 @@ func openReadOnly(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 		}
 	}
 	m := mirror.New(mirror.Config{Index: idx, Blobs: blobs, Offline: true, Key: key, MaxSize: cfg.MaxSize, Log: log})
-	return &dataDir{idx: idx, mirror: m, hasKey: key.Key != nil}, nil
+	return &dataDir{idx: idx, mirror: m, blobs: blobs, hasKey: key.Key != nil}, nil
 }
 
 func (d *dataDir) service() *prefetch.Service {

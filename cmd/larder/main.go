@@ -22,6 +22,7 @@ Usage:
   larder stats                                hit ratio, bytes saved, disk use, pins, recent prefetches
   larder gc --max-size SIZE [--dry-run]       evict least recently used, unpinned NARs now
   larder verify [--repair]                    re-hash every stored NAR; quarantine damaged ones
+  larder ca                                   print the forward proxy's CA certificate (for NIX_SSL_CERT_FILE)
   larder keygen NAME SECRET_FILE PUBLIC_FILE  make a signing key pair (Nix's format)
 `
 
@@ -52,6 +53,8 @@ func main() {
 		err = runGC(args)
 	case "verify":
 		err = runVerify(args)
+	case "ca":
+		err = runCA(args)
 	case "keygen":
 		err = runKeygen(args)
 	case "help", "-h", "--help":

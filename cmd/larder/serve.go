@@ -68,6 +68,13 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.ProxyListen != "" {
+		proxySrv, _, err := startProxy(cfg, dd, log)
+		if err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+		defer proxySrv.Close()
+	}
 	srv := &http.Server{
 		Handler:           serve.New(m, opts),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,0 +1,246 @@
+// Package urlcache keeps what the forward proxy fetched for fixed-output
+// derivations and Nix's fetchers: whole successful GET responses, keyed by
+// normalised URL, stored as content-addressed blobs with an index row, one
+// origin fetch per URL however many clients ask, replayed when offline.
+package urlcache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/nixlarder/larder/index"
+)
+
+// Index is what the cache needs of the index.
+type Index interface {
+	URL(ctx context.Context, url string) (*index.URL, error)
+	PutURL(ctx context.Context, u *index.URL) error
+}
+
+// Blobs is what the cache needs of blob storage.
+type Blobs interface {
+	CreateTemp() (*os.File, error)
+	Commit(tmp *os.File, key string) error
+	Open(key string) (*os.File, error)
+}
+
+// Config wires a Cache.
+type Config struct {
+	Index   Index
+	Blobs   Blobs
+	Client  *http.Client // to origins
+	MaxSize int64        // largest response kept; larger ones are cut
+	Offline bool         // never contact origins
+	// ImmutableAfter: a kept response is served without asking the origin
+	// for this long after it was fetched; 0 means forever (a fixed-output
+	// fetch is checked against its hash by Nix anyway).
+	ImmutableAfter time.Duration
+	Revalidate     bool // ask the origin (conditionally) every time
+}
+
+// Stats are the proxy's counters.
+type Stats struct {
+	Hits, Misses, Passthrough, BytesServed, BytesFetched atomic.Int64
+}
+
+// Cache is the forward proxy's store.
+type Cache struct {
+	cfg     Config
+	flights singleflight.Group
+	Stats   Stats
+}
+
+// New returns a Cache.
+func New(cfg Config) *Cache { return &Cache{cfg: cfg} }
+
+// BlobKey names a kept body.
+func BlobKey(sha string) string { return "url/" + sha }
+
+// Normalize is the cache key of a URL: scheme and host lower case, default
+// port and fragment dropped.
+func Normalize(u *url.URL) string {
+	c := *u
+	c.Scheme = strings.ToLower(c.Scheme)
+	c.Host = strings.ToLower(c.Host)
+	if (c.Scheme == "http" && c.Port() == "80") || (c.Scheme == "https" && c.Port() == "443") {
+		c.Host = c.Hostname()
+	}
+	c.Fragment, c.RawFragment = "", ""
+	return c.String()
+}
+
+// cacheable reports whether a request may be answered from (or kept in)
+// the cache: a plain GET without credentials.
+func cacheable(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.Header.Get("Authorization") == "" &&
+		r.Header.Get("Cookie") == "" && r.Header.Get("Range") == "" && r.URL.User == nil
+}
+
+// Serve answers a proxied request.
+func (c *Cache) Serve(r *http.Request) *http.Response {
+	ctx := r.Context()
+	if !cacheable(r) {
+		c.Stats.Passthrough.Add(1)
+		return c.passthrough(r)
+	}
+	key := Normalize(r.URL)
+	kept, err := c.cfg.Index.URL(ctx, key)
+	if err != nil && !errors.Is(err, index.ErrNotFound) {
+		return errorResponse(r, http.StatusInternalServerError, err.Error())
+	}
+	if kept != nil && (c.cfg.Offline || c.fresh(kept)) {
+		return c.hit(r, kept)
+	}
+	if c.cfg.Offline {
+		return errorResponse(r, http.StatusGatewayTimeout, "larder is offline and has no copy of "+key)
+	}
+	v, err, _ := c.flights.Do(key, func() (any, error) { return c.fetch(key, r.URL.String(), kept) })
+	if err != nil {
+		if kept != nil {
+			return c.hit(r, kept) // origin unreachable: replay what was kept
+		}
+		return errorResponse(r, http.StatusBadGateway, fmt.Sprintf("fetching %s: %v", key, err))
+	}
+	switch res := v.(type) {
+	case *index.URL:
+		return c.hit(r, res)
+	case *buffered:
+		return res.response(r)
+	}
+	return errorResponse(r, http.StatusInternalServerError, "unexpected fetch result")
+}
+
+func (c *Cache) fresh(u *index.URL) bool {
+	return !c.cfg.Revalidate && (c.cfg.ImmutableAfter <= 0 || time.Since(u.FetchedAt) < c.cfg.ImmutableAfter)
+}
+
+// hit serves a kept body.
+func (c *Cache) hit(r *http.Request, u *index.URL) *http.Response {
+	f, err := c.cfg.Blobs.Open(BlobKey(u.SHA256))
+	if err != nil {
+		return errorResponse(r, http.StatusBadGateway, "kept copy of "+u.URL+" is missing on disk")
+	}
+	c.Stats.Hits.Add(1)
+	c.Stats.BytesServed.Add(u.Size)
+	h := http.Header{}
+	setIf(h, "Content-Type", u.ContentType)
+	setIf(h, "ETag", u.ETag)
+	setIf(h, "Last-Modified", u.LastModified)
+	h.Set("X-Larder-Cache", "hit")
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: f, ContentLength: u.Size, Request: r}
+}
+
+func setIf(h http.Header, k, v string) {
+	if v != "" {
+		h.Set(k, v)
+	}
+}
+
+// buffered is an origin answer that is not kept (not a 200, or not
+// cacheable), small enough to hand to every waiting client.
+type buffered struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (b *buffered) response(r *http.Request) *http.Response {
+	return &http.Response{StatusCode: b.status, Status: fmt.Sprintf("%d %s", b.status, http.StatusText(b.status)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: b.header.Clone(),
+		Body: io.NopCloser(bytes.NewReader(b.body)), ContentLength: int64(len(b.body)), Request: r}
+}
+
+// fetch does the one origin request for a URL and keeps a cacheable 200.
+// It runs detached from the client that started it.
+func (c *Cache) fetch(key, rawURL string, kept *index.URL) (any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	if kept != nil {
+		setIf(req.Header, "If-None-Match", kept.ETag)
+		setIf(req.Header, "If-Modified-Since", kept.LastModified)
+	}
+	resp, err := c.cfg.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	c.Stats.Misses.Add(1)
+	if resp.StatusCode == http.StatusNotModified && kept != nil {
+		kept.FetchedAt = time.Now()
+		return kept, c.cfg.Index.PutURL(ctx, kept)
+	}
+	cc := strings.ToLower(resp.Header.Get("Cache-Control"))
+	if resp.StatusCode != http.StatusOK || strings.Contains(cc, "no-store") || strings.Contains(cc, "private") {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		return &buffered{status: resp.StatusCode, header: resp.Header, body: body}, err
+	}
+	return c.keep(ctx, key, resp)
+}
+
+// keep streams a body into a temp file while hashing it and commits it.
+func (c *Cache) keep(ctx context.Context, key string, resp *http.Response) (*index.URL, error) {
+	tmp, err := c.cfg.Blobs.CreateTemp()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, sum), io.LimitReader(resp.Body, c.cfg.MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > c.cfg.MaxSize {
+		return nil, fmt.Errorf("response over the %d-byte cap: cut and not kept", c.cfg.MaxSize)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return nil, fmt.Errorf("body is %d bytes, Content-Length says %d", n, resp.ContentLength)
+	}
+	c.Stats.BytesFetched.Add(n)
+	u := &index.URL{URL: key, SHA256: hex.EncodeToString(sum.Sum(nil)), Size: n,
+		ContentType: resp.Header.Get("Content-Type"), ETag: resp.Header.Get("ETag"),
+		LastModified: resp.Header.Get("Last-Modified"), FetchedAt: time.Now()}
+	if err := c.cfg.Blobs.Commit(tmp, BlobKey(u.SHA256)); err != nil {
+		return nil, err
+	}
+	return u, c.cfg.Index.PutURL(ctx, u)
+}
+
+// passthrough forwards a request that must not be cached.
+func (c *Cache) passthrough(r *http.Request) *http.Response {
+	if c.cfg.Offline {
+		return errorResponse(r, http.StatusGatewayTimeout, "larder is offline")
+	}
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	resp, err := c.cfg.Client.Do(out)
+	if err != nil {
+		return errorResponse(r, http.StatusBadGateway, err.Error())
+	}
+	return resp
+}
+
+func errorResponse(r *http.Request, code int, msg string) *http.Response {
+	body := msg + "\n"
+	return &http.Response{StatusCode: code, Status: fmt.Sprintf("%d %s", code, http.StatusText(code)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		Body:   io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}
+}

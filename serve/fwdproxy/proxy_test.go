@@ -1,0 +1,177 @@
+package fwdproxy_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nixlarder/larder/index"
+	"github.com/nixlarder/larder/mirror/blob"
+	"github.com/nixlarder/larder/mirror/urlcache"
+	"github.com/nixlarder/larder/serve/fwdproxy"
+)
+
+type fixture struct {
+	proxy   *httptest.Server
+	origin  *httptest.Server
+	fetches atomic.Int64
+	ca      *x509.CertPool
+	idx     *index.DB
+	dir     string
+}
+
+// newFixture runs an HTTPS origin and the proxy; tweak adjusts options.
+func newFixture(t *testing.T, body []byte, tweak func(*urlcache.Config, *fwdproxy.Options)) *fixture {
+	f := &fixture{dir: t.TempDir()}
+	f.origin = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.fetches.Add(1)
+		time.Sleep(50 * time.Millisecond) // let concurrent clients pile up
+		w.Header().Set("Content-Type", "application/x-tar")
+		if r.URL.Path == "/private" {
+			w.Header().Set("Cache-Control", "private")
+		}
+		w.Write(body)
+	}))
+	t.Cleanup(f.origin.Close)
+	idx, err := index.Open(filepath.Join(f.dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.idx = idx
+	t.Cleanup(func() { idx.Close() })
+	blobs, _ := blob.NewDisk(filepath.Join(f.dir, "store"))
+	ca, err := fwdproxy.LoadOrCreateCA(f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ca = x509.NewCertPool()
+	f.ca.AddCert(ca.Leaf)
+	cfg := urlcache.Config{Index: idx, Blobs: blobs, Client: f.origin.Client(), MaxSize: 1 << 20}
+	_, port, _ := net.SplitHostPort(f.origin.Listener.Addr().String())
+	allow, _ := fwdproxy.ParseAllow(fwdproxy.DefaultAllow)
+	opts := fwdproxy.Options{CA: ca, Allow: allow, ConnectPorts: []string{port}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if tweak != nil {
+		tweak(&cfg, &opts)
+	}
+	f.proxy = httptest.NewServer(fwdproxy.New(urlcache.New(cfg), opts))
+	t.Cleanup(f.proxy.Close)
+	return f
+}
+
+// client goes through the proxy and trusts Larder's CA, like a Nix builder
+// with https_proxy and NIX_SSL_CERT_FILE.
+func (f *fixture) client() *http.Client {
+	pu, _ := url.Parse(f.proxy.URL)
+	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: f.ca},
+		DisableKeepAlives: true}}
+}
+
+func (f *fixture) get(t *testing.T, path string, header ...string) (int, string) {
+	req, _ := http.NewRequest("GET", f.origin.URL+path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := f.client().Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestConcurrentClientsOneOriginFetchThenOffline(t *testing.T) {
+	body := strings.Repeat("source tarball ", 1000)
+	f := newFixture(t, []byte(body), nil)
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, got := f.get(t, "/src.tar"); code != 200 || got != body {
+				bad.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() != 0 || f.fetches.Load() != 1 {
+		t.Fatalf("%d bad answers, %d origin fetches (want 0 and 1)", bad.Load(), f.fetches.Load())
+	}
+	f.origin.Close() // unreachable origin: the kept copy is replayed
+	if code, got := f.get(t, "/src.tar"); code != 200 || got != body {
+		t.Fatalf("replay with the origin down: %d", code)
+	}
+}
+
+func TestNotKept(t *testing.T) {
+	f := newFixture(t, []byte("secret"), nil)
+	f.get(t, "/with-auth", "Authorization", "Bearer x")
+	f.get(t, "/with-auth", "Authorization", "Bearer x")
+	f.get(t, "/private")
+	f.get(t, "/private")
+	if f.fetches.Load() != 4 {
+		t.Fatalf("credentialed or private responses were kept: %d origin fetches for 4 requests", f.fetches.Load())
+	}
+	for _, u := range []string{"/with-auth", "/private"} {
+		if _, err := f.idx.URL(t.Context(), f.origin.URL+u); err == nil {
+			t.Errorf("%s is in the index", u)
+		}
+	}
+}
+
+func TestOversizeIsCutAndNotKept(t *testing.T) {
+	f := newFixture(t, []byte(strings.Repeat("x", 2<<20)), nil)
+	if code, _ := f.get(t, "/big"); code == 200 {
+		t.Fatal("an oversize response was delivered whole")
+	}
+	if _, err := f.idx.URL(t.Context(), f.origin.URL+"/big"); err == nil {
+		t.Fatal("an oversize response was kept")
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	// A client outside the allowed networks.
+	f := newFixture(t, []byte("x"), func(_ *urlcache.Config, o *fwdproxy.Options) {
+		o.Allow, _ = fwdproxy.ParseAllow([]string{"10.0.0.0/8"})
+	})
+	if code, _ := f.get(t, "/x"); code == 200 {
+		t.Fatal("a client outside --proxy-allow was served")
+	}
+	plain := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(f.proxy.URL))}}
+	if resp, err := plain.Get("http://example.invalid/x"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("plain HTTP from a disallowed client: %d", resp.StatusCode)
+		}
+	}
+	// CONNECT to a port that is not allowed.
+	g := newFixture(t, []byte("x"), func(_ *urlcache.Config, o *fwdproxy.Options) { o.ConnectPorts = []string{"443"} })
+	if code, _ := g.get(t, "/x"); code == 200 || g.fetches.Load() != 0 {
+		t.Fatalf("CONNECT to a disallowed port went through (%d, %d fetches)", code, g.fetches.Load())
+	}
+}
+
+func TestOfflineMissIs504NamingTheURL(t *testing.T) {
+	f := newFixture(t, []byte("x"), func(c *urlcache.Config, _ *fwdproxy.Options) { c.Offline = true })
+	code, body := f.get(t, "/never-fetched.tar.gz")
+	if code != http.StatusGatewayTimeout || !strings.Contains(body, "/never-fetched.tar.gz") || f.fetches.Load() != 0 {
+		t.Fatalf("offline miss: %d %q", code, body)
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, _ := url.Parse(s)
+	return u
+}
