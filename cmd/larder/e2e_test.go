@@ -57,10 +57,17 @@ func freeAddr(t testing.TB) string {
 // startLarder runs the real binary on dataDir and waits until it answers.
 func startLarder(t testing.TB, dataDir string, args ...string) *larder {
 	t.Helper()
+	return startLarderEnv(t, nil, dataDir, args...)
+}
+
+// startLarderEnv is startLarder with extra environment.
+func startLarderEnv(t testing.TB, env []string, dataDir string, args ...string) *larder {
+	t.Helper()
 	addr := freeAddr(t)
 	l := &larder{URL: "http://" + addr, DataDir: dataDir, log: &bytes.Buffer{}}
 	l.cmd = exec.Command(larderBin, append([]string{"serve", "--listen", addr, "--data-dir", dataDir}, args...)...)
 	l.cmd.Stdout, l.cmd.Stderr = l.log, l.log
+	l.cmd.Env = append(os.Environ(), env...)
 	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

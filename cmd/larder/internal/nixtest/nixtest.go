@@ -36,7 +36,13 @@ func Require(t testing.TB) {
 // Env is one test's Nix environment: its own HOME and cache directory, so
 // narinfo caches never leak between tests.
 type Env struct {
-	home string
+	home  string
+	extra []string // more environment, e.g. https_proxy for fixed-output fetches
+}
+
+// WithEnv returns a copy of e whose commands also get env.
+func (e *Env) WithEnv(env ...string) *Env {
+	return &Env{home: e.home, extra: append(append([]string(nil), e.extra...), env...)}
 }
 
 // NewEnv makes an environment that lives as long as the test.
@@ -56,6 +62,7 @@ func (e *Env) Try(extraConfig, name string, args ...string) (string, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), "HOME="+e.home, "XDG_CACHE_HOME="+filepath.Join(e.home, ".cache"),
 		"NIX_CONFIG="+baseConfig+extraConfig)
+	cmd.Env = append(cmd.Env, e.extra...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

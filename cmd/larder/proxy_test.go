@@ -1,0 +1,79 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nixlarder/larder/cmd/larder/internal/nixtest"
+)
+
+// A fixed-output derivation whose builder downloads its source with curl
+// builds in a fresh store through Larder's proxy (https_proxy, Larder's CA in
+// NIX_SSL_CERT_FILE); with the origin gone, it builds again in another
+// fresh store from what the proxy kept.
+func TestProxyKeepsFixedOutputSources(t *testing.T) {
+	nixtest.Require(t)
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	source := "a source tarball only the origin has " + nonce + "\n"
+	sum := sha256.Sum256([]byte(source))
+	var fetches atomic.Int64
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Write([]byte(source))
+	}))
+	defer origin.Close()
+	dir := t.TempDir()
+	originCert := filepath.Join(dir, "origin.pem")
+	writeFile(t, originCert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.Certificate().Raw})))
+	_, originPort, _ := net.SplitHostPort(origin.Listener.Addr().String())
+
+	dataDir := t.TempDir()
+	proxyAddr := freeAddr(t)
+	// Larder trusts the test origin's certificate the way Go programs do.
+	startLarderEnv(t, []string{"SSL_CERT_FILE=" + originCert}, dataDir,
+		"--proxy-listen", proxyAddr, "--proxy-connect-port", originPort, "--upstream", "http://127.0.0.1:1")
+	certs := filepath.Join(dir, "certs")
+	writeFile(t, filepath.Join(certs, "ca.pem"), mustRun(t, "ca", "--data-dir", dataDir))
+
+	expr := filepath.Join(dir, "src.nix")
+	writeFile(t, expr, fmt.Sprintf(`derivation {
+  name = "larder-proxied-src-%s";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" "/usr/bin/curl --fail --silent --show-error --cacert $NIX_SSL_CERT_FILE -o $out %s/src.tar" ];
+  outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "%s";
+  impureEnvVars = [ "https_proxy" "NIX_SSL_CERT_FILE" ];
+}`, nonce, origin.URL, hex.EncodeToString(sum[:])))
+
+	e := nixtest.NewEnv(t).WithEnv("https_proxy=http://"+proxyAddr, "NIX_SSL_CERT_FILE="+filepath.Join(certs, "ca.pem"))
+	conf := "sandbox = true\nsandbox-paths = /bin /usr /lib /lib64 " + certs + "\n"
+	build := func(what string) {
+		t.Helper()
+		store := t.TempDir()
+		out, err := e.Try(conf, "nix-build", "--no-out-link", "--store", "local?root="+store, expr)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		data, err := os.ReadFile(filepath.Join(store, strings.TrimSpace(out)))
+		if err != nil || string(data) != source {
+			t.Fatalf("%s: built %q, %v", what, data, err)
+		}
+	}
+	build("build through the proxy")
+	origin.Close()
+	build("offline rebuild from the proxy's copy")
+	if fetches.Load() != 1 {
+		t.Fatalf("%d origin fetches, want 1", fetches.Load())
+	}
+}
