@@ -62,6 +62,16 @@ type Drv struct {
 	Outputs   map[string]DrvOutput `json:"outputs"`
 	InputDrvs map[string][]string  `json:"inputDrvs"`
 	InputSrcs []string             `json:"inputSrcs"`
+	Env       map[string]string    `json:"env"`
+}
+
+// URLs are the sources a fixed-output derivation says it fetches (the
+// `urls` or `url` attribute of fetchurl and friends).
+func (d *Drv) URLs() []string {
+	if u := strings.Fields(d.Env["urls"]); len(u) > 0 {
+		return u
+	}
+	return strings.Fields(d.Env["url"])
 }
 
 // DrvOutput is an output; Hash is set for fixed-output derivations.

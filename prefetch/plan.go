@@ -29,6 +29,7 @@ type Plan struct {
 	Roots     []string // to mirror (from upstreams, or already added locally)
 	Added     []string // content-addressed paths added to Larder from the local store
 	WillBuild []string // outputs no upstream has: clients build them from mirrored inputs
+	URLs      []string // sources realised here (through Larder's proxy, if the local Nix uses it)
 }
 
 // PlanInstallable evaluates an installable with the local Nix and works out
@@ -153,6 +154,7 @@ func (pl *planner) outputs(ctx context.Context, drvPath string, d *Drv) (bool, e
 			if err := pl.nix.Realise(ctx, drvPath); err != nil {
 				return false, fmt.Errorf("realising fixed-output %s: %w", drvPath, err)
 			}
+			pl.plan.URLs = append(pl.plan.URLs, d.URLs()...)
 			if err := pl.addLocal(ctx, out); err != nil {
 				return false, err
 			}

@@ -33,6 +33,7 @@ type Service struct {
 	PinList  PinLister
 	CA       CAStore
 	Runs     RunRecorder   // may be nil
+	URLPins  URLPinner     // may be nil
 	Interval time.Duration // between progress reports
 
 	running sync.Map // *Request → Progress of prefetches in flight
@@ -50,6 +51,11 @@ func (s *Service) Running() (p Progress, n int) {
 		return true
 	})
 	return p, n
+}
+
+// URLPinner records source URLs under pins.
+type URLPinner interface {
+	PinURLs(ctx context.Context, pin string, urls []string) error
 }
 
 // RunRecorder keeps a record of finished prefetches for the status page.
@@ -120,6 +126,14 @@ func (s *Service) PinStatuses(ctx context.Context, deep bool) ([]PinStatus, erro
 // Import stores a verified path from a bundle (see mirror.Import).
 func (s *Service) Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader) error {
 	return s.CA.Import(ctx, ni, file)
+}
+
+// PinURLs records source URLs a pin needs (kept by the forward proxy).
+func (s *Service) PinURLs(ctx context.Context, pin string, urls []string) error {
+	if s.URLPins == nil {
+		return errors.New("this Larder cannot record URLs")
+	}
+	return s.URLPins.PinURLs(ctx, pin, urls)
 }
 
 // SetPin records a pin's roots.

@@ -23,6 +23,13 @@ type Tools interface {
 	Missing(ctx context.Context, paths []string) ([]string, error)
 	Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader) error
 	SetPin(ctx context.Context, name string, roots []string) error
+	PinURLs(ctx context.Context, pin string, urls []string) error
+}
+
+// ProxyInfo is what GET /api/proxy tells tools about the forward proxy.
+type ProxyInfo struct {
+	Port  string `json:"port"`   // on the server's host
+	CAPEM string `json:"ca_pem"` // for NIX_SSL_CERT_FILE
 }
 
 // MissingRequest and MissingResponse are the body and answer of
@@ -114,6 +121,31 @@ func (s *Server) apiImport(w http.ResponseWriter, r *http.Request, hash string) 
 		if errors.Is(err, mirror.ErrRejected) {
 			return fmt.Errorf("%w: %v", errBadRequest, err)
 		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// apiProxy describes the forward proxy, or 404 when there is none.
+func (s *Server) apiProxy(w http.ResponseWriter, r *http.Request) error {
+	if s.opts.Proxy == nil {
+		return mirror.ErrNotFound
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(s.opts.Proxy)
+}
+
+// apiPinURLs records the source URLs a pin needs: PUT /api/pins/<name>/urls.
+func (s *Server) apiPinURLs(w http.ResponseWriter, r *http.Request, name string) error {
+	if r.Method != http.MethodPut {
+		return errMethod
+	}
+	var urls []string
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&urls); err != nil {
+		return fmt.Errorf("%w: pin URLs: %v", errBadRequest, err)
+	}
+	if err := s.opts.Tools.PinURLs(r.Context(), name, urls); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nixlarder/larder/mirror"
+	"github.com/nixlarder/larder/mirror/urlcache"
 	"github.com/nixlarder/larder/prefetch"
 )
 
@@ -31,7 +32,11 @@ type Metrics struct {
 	prefetch interface {
 		Running() (prefetch.Progress, int)
 	}
+	proxy *urlcache.Stats
 }
+
+// SetProxy connects the forward proxy's counters.
+func (m *Metrics) SetProxy(st *urlcache.Stats) { m.proxy = st }
 
 // SetPrefetch connects the prefetch service, for progress gauges.
 func (m *Metrics) SetPrefetch(p interface {
@@ -91,19 +96,21 @@ var (
 		descs[name] = d
 		return d
 	}
-	narinfoDesc = desc("larder_narinfo_lookups_total", "narinfo lookups by outcome: hit (index or local store), upstream (fetched), miss (404).", "outcome")
-	narDesc     = desc("larder_nar_total", "NAR opens by source: disk, upstream (downloads started), local (made from the local store), failed (downloads that failed).", "source")
-	bytesDesc   = desc("larder_bytes_total", "NAR bytes: served to clients, fetched from upstreams; saved = served - fetched.", "direction")
-	verifyDesc  = desc("larder_verification_failures_total", "NARs that failed verification (downloads, imports, verify).")
-	rejectDesc  = desc("larder_signature_rejects_total", "Upstream narinfos refused for want of a trusted signature or valid CA.")
-	gcRunsDesc  = desc("larder_gc_runs_total", "Garbage collections that evicted something.")
-	evictedDesc = desc("larder_gc_evicted_bytes_total", "Bytes evicted by garbage collection.")
-	pushDesc    = desc("larder_pushes_total", "Paths accepted from nix copy --to.")
-	storeDesc   = desc("larder_store_bytes", "Bytes of NAR files on disk, and the --max-size limit (0 = none).", "kind")
-	breakerDesc = desc("larder_upstream_up", "1 while an upstream's circuit breaker lets requests through.", "upstream")
-	runningDesc = desc("larder_prefetch_running", "Prefetches in flight.")
-	pfPathsDesc = desc("larder_prefetch_paths", "Paths of the prefetches in flight: total known so far, and done.", "state")
-	pfBytesDesc = desc("larder_prefetch_bytes", "NAR file bytes of the prefetches in flight: to fetch, and fetched.", "state")
+	narinfoDesc    = desc("larder_narinfo_lookups_total", "narinfo lookups by outcome: hit (index or local store), upstream (fetched), miss (404).", "outcome")
+	narDesc        = desc("larder_nar_total", "NAR opens by source: disk, upstream (downloads started), local (made from the local store), failed (downloads that failed).", "source")
+	bytesDesc      = desc("larder_bytes_total", "NAR bytes: served to clients, fetched from upstreams; saved = served - fetched.", "direction")
+	verifyDesc     = desc("larder_verification_failures_total", "NARs that failed verification (downloads, imports, verify).")
+	rejectDesc     = desc("larder_signature_rejects_total", "Upstream narinfos refused for want of a trusted signature or valid CA.")
+	gcRunsDesc     = desc("larder_gc_runs_total", "Garbage collections that evicted something.")
+	evictedDesc    = desc("larder_gc_evicted_bytes_total", "Bytes evicted by garbage collection.")
+	pushDesc       = desc("larder_pushes_total", "Paths accepted from nix copy --to.")
+	storeDesc      = desc("larder_store_bytes", "Bytes of NAR files on disk, and the --max-size limit (0 = none).", "kind")
+	breakerDesc    = desc("larder_upstream_up", "1 while an upstream's circuit breaker lets requests through.", "upstream")
+	proxyReqDesc   = desc("larder_proxy_requests_total", "Forward proxy requests: hit (kept copy served), miss (fetched from the origin), passthrough (not cacheable).", "outcome")
+	proxyBytesDesc = desc("larder_proxy_bytes_total", "Forward proxy body bytes: served from kept copies (saved), fetched from origins.", "direction")
+	runningDesc    = desc("larder_prefetch_running", "Prefetches in flight.")
+	pfPathsDesc    = desc("larder_prefetch_paths", "Paths of the prefetches in flight: total known so far, and done.", "state")
+	pfBytesDesc    = desc("larder_prefetch_bytes", "NAR file bytes of the prefetches in flight: to fetch, and fetched.", "state")
 )
 
 // Describe implements prometheus.Collector.
@@ -141,6 +148,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if used, limit, err := m.source.StoreUsage(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(storeDesc, prometheus.GaugeValue, float64(used), "used")
 		ch <- prometheus.MustNewConstMetric(storeDesc, prometheus.GaugeValue, float64(limit), "limit")
+	}
+	if m.proxy != nil {
+		counter(proxyReqDesc, m.proxy.Hits.Load(), "hit")
+		counter(proxyReqDesc, m.proxy.Misses.Load(), "miss")
+		counter(proxyReqDesc, m.proxy.Passthrough.Load(), "passthrough")
+		counter(proxyBytesDesc, m.proxy.BytesServed.Load(), "served_from_cache")
+		counter(proxyBytesDesc, m.proxy.BytesFetched.Load(), "fetched")
 	}
 	if m.prefetch != nil {
 		p, n := m.prefetch.Running()

@@ -38,6 +38,7 @@ type Options struct {
 	Tools    Tools      // the /api endpoints; nil turns them off
 	Metrics  *Metrics   // /metrics; nil turns it off
 	Status   StatusPage // the page at /; nil serves a plain text hint
+	Proxy    *ProxyInfo // the forward proxy, for tools; nil when off
 
 	Push           Pusher   // nix copy --to; nil turns pushing off
 	PushTokens     []string // accepted tokens (Basic password or Bearer)
@@ -156,6 +157,7 @@ var (
 	caRe     = regexp.MustCompile(`^/api/ca/([0-9a-df-np-sv-z]{32})$`)
 	importRe = regexp.MustCompile(`^/api/import/([0-9a-df-np-sv-z]{32})$`)
 	pinRe    = regexp.MustCompile(`^/api/pins/([A-Za-z0-9._+-]{1,100})$`)
+	pinURLRe = regexp.MustCompile(`^/api/pins/([A-Za-z0-9._+-]{1,100})/urls$`)
 )
 
 func (s *Server) api(w http.ResponseWriter, r *http.Request, p string) error {
@@ -168,6 +170,9 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, p string) error {
 	if m := pinRe.FindStringSubmatch(p); m != nil {
 		return s.apiSetPin(w, r, m[1])
 	}
+	if m := pinURLRe.FindStringSubmatch(p); m != nil {
+		return s.apiPinURLs(w, r, m[1])
+	}
 	switch p {
 	case "/api/prefetch":
 		return s.apiPrefetch(w, r)
@@ -175,6 +180,8 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, p string) error {
 		return s.apiPins(w, r)
 	case "/api/missing":
 		return s.apiMissing(w, r)
+	case "/api/proxy":
+		return s.apiProxy(w, r)
 	}
 	return mirror.ErrNotFound
 }

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror"
 	"github.com/nixlarder/larder/mirror/bundle"
 	"github.com/nixlarder/larder/mirror/nixfmt"
+	"github.com/nixlarder/larder/mirror/urlcache"
 	"github.com/nixlarder/larder/prefetch"
 	"github.com/nixlarder/larder/serve"
 )
@@ -160,6 +162,9 @@ func runExport(args []string) error {
 	}
 	fmt.Printf("%d paths: %d written (%s), %d already in %s, %d excluded, %d missing — %s\n", rep.Paths, rep.Written,
 		prefetch.HumanBytes(rep.Bytes), rep.AlreadyThere, x.Dir, rep.Excluded, len(rep.Missing), rep.Elapsed.Round(1e6))
+	if rep.URLs > 0 {
+		fmt.Printf("%d kept sources\n", rep.URLs)
+	}
 	for _, m := range rep.Missing {
 		fmt.Printf("  missing: %s (not stored in this Larder)\n", m)
 	}
@@ -198,6 +203,7 @@ func dataDirSource(ctx context.Context, dd *dataDir, x *bundle.Export, pins []st
 		return errors.New("the data dir has no signing key (secret-key): start `larder serve` on it once, or pass --secret-key-file")
 	}
 	x.Src = localSource{dd.mirror}
+	x.URLs = keptSources{dd}
 	x.Keys = []string{dd.mirror.PublicKey().String()}
 	return addPins(x, pins, func(name string) ([]string, bool) {
 		p, err := dd.idx.Pin(ctx, name)
@@ -288,7 +294,7 @@ func runImport(args []string) error {
 		}
 		defer dd.Close()
 		svc := dd.service()
-		sink = svc
+		sink = dataDirSink{svc, dd}
 		pinStatus = func(ctx context.Context) ([]prefetch.PinStatus, error) { return svc.PinStatuses(ctx, true) }
 	}
 	show := newProgressPrinter(os.Stderr)
@@ -301,7 +307,7 @@ func runImport(args []string) error {
 }
 
 func reportImport(ctx context.Context, rep *bundle.ImportReport, pinStatus func(context.Context) ([]prefetch.PinStatus, error)) error {
-	fmt.Printf("%d paths imported or already present, %d refused — %s\n", rep.Imported, len(rep.Refused), rep.Elapsed.Round(1e6))
+	fmt.Printf("%d paths imported or already present, %d kept sources, %d refused — %s\n", rep.Imported, rep.URLs, len(rep.Refused), rep.Elapsed.Round(1e6))
 	for _, r := range rep.Refused {
 		fmt.Printf("  refused: %s: %s\n", r.Path, r.Reason)
 	}
@@ -330,4 +336,29 @@ func reportImport(ctx context.Context, rep *bundle.ImportReport, pinStatus func(
 		return exitIncomplete{"import incomplete"}
 	}
 	return nil
+}
+
+// keptSources reads the forward proxy's kept sources from a data dir.
+type keptSources struct{ dd *dataDir }
+
+func (k keptSources) URLsOfPin(ctx context.Context, pin string) ([]string, error) {
+	return k.dd.idx.URLsOfPin(ctx, pin)
+}
+
+func (k keptSources) URL(ctx context.Context, u string) (*index.URL, error) {
+	return k.dd.idx.URL(ctx, u)
+}
+
+func (k keptSources) OpenURL(sha string) (io.ReadCloser, error) {
+	return k.dd.blobs.Open(urlcache.BlobKey(sha))
+}
+
+// dataDirSink imports into a data dir, kept sources included.
+type dataDirSink struct {
+	*prefetch.Service
+	dd *dataDir
+}
+
+func (d dataDirSink) AddURL(ctx context.Context, u *index.URL, body io.Reader) error {
+	return urlcache.Add(ctx, d.dd.idx, d.dd.blobs, u, body)
 }

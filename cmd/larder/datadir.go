@@ -130,6 +130,7 @@ func (d *dataDir) service() *prefetch.Service {
 		PinList:  d.idx,
 		CA:       d.mirror,
 		Runs:     d.idx,
+		URLPins:  d.idx,
 		Interval: time.Second,
 	}
 }

@@ -5,11 +5,16 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
 
+	"github.com/nixlarder/larder/mirror"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/prefetch"
 	"github.com/nixlarder/larder/serve"
@@ -20,6 +25,7 @@ import (
 type target interface {
 	prefetch.Target
 	Prefetch(ctx context.Context, req *prefetch.Request, progress func(prefetch.Progress)) (*prefetch.Report, error)
+	PinURLs(ctx context.Context, pin string, urls []string) error
 }
 
 // remote is a Larder server's /api.
@@ -74,20 +80,63 @@ func (r remote) do(ctx context.Context, method, path string, body io.Reader, hdr
 	return resp, nil
 }
 
-// planFlakes evaluates each installable and returns the roots to mirror,
-// printing what was added locally and what clients will build.
-func planFlakes(ctx context.Context, t target, installables []string, opts prefetch.PlanOptions) ([]string, error) {
-	var roots []string
+// planFlakes evaluates each installable and returns the roots to mirror and
+// the source URLs fixed-output derivations fetched, printing what was added
+// locally and what clients will build.
+func planFlakes(ctx context.Context, t target, nix prefetch.LocalNix, installables []string, opts prefetch.PlanOptions) ([]string, []string, error) {
+	var roots, urls []string
 	for _, inst := range installables {
-		plan, err := prefetch.PlanInstallable(ctx, prefetch.LocalNix{}, t, inst, opts)
+		plan, err := prefetch.PlanInstallable(ctx, nix, t, inst, opts)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		urls = append(urls, plan.URLs...)
 		fmt.Printf("%s: %d paths to mirror, %d added from the local store\n", inst, len(plan.Roots), len(plan.Added))
 		for _, p := range plan.WillBuild {
 			fmt.Printf("  will be built; inputs present: %s\n", p)
 		}
 		roots = append(roots, plan.Roots...)
 	}
-	return roots, nil
+	return roots, urls, nil
+}
+
+// proxiedNix points the local Nix's fixed-output fetches at the server's
+// forward proxy, if it runs one, so their sources are kept too. The
+// environment reaches the builds of a single-user Nix; a nix-daemon needs it
+// in its own environment (see docs/proxy.md).
+func (r remote) proxiedNix(ctx context.Context) (prefetch.LocalNix, func(), error) {
+	body, err := r.get(ctx, "/api/proxy")
+	if errors.Is(err, mirror.ErrNotFound) {
+		return prefetch.LocalNix{}, func() {}, nil
+	}
+	if err != nil {
+		return prefetch.LocalNix{}, nil, err
+	}
+	var info serve.ProxyInfo
+	if err := json.Unmarshal(body, &info); err != nil {
+		return prefetch.LocalNix{}, nil, err
+	}
+	u, err := url.Parse(r.base)
+	if err != nil {
+		return prefetch.LocalNix{}, nil, err
+	}
+	f, err := os.CreateTemp("", "larder-proxy-ca-*.pem")
+	if err != nil {
+		return prefetch.LocalNix{}, nil, err
+	}
+	f.WriteString(info.CAPEM)
+	f.Close()
+	proxy := "http://" + net.JoinHostPort(u.Hostname(), info.Port)
+	return prefetch.LocalNix{Env: []string{"http_proxy=" + proxy, "https_proxy=" + proxy, "NIX_SSL_CERT_FILE=" + f.Name()}},
+		func() { os.Remove(f.Name()) }, nil
+}
+
+// PinURLs records source URLs under a pin on the server.
+func (r remote) PinURLs(ctx context.Context, pin string, urls []string) error {
+	body, _ := json.Marshal(urls)
+	resp, err := r.do(ctx, http.MethodPut, "/api/pins/"+pin+"/urls", bytes.NewReader(body), nil)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
 }

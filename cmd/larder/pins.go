@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nixlarder/larder/index"
+	"github.com/nixlarder/larder/mirror/urlcache"
 	"github.com/nixlarder/larder/prefetch"
 )
 
@@ -109,6 +110,13 @@ func runCheck(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *pin != "" {
+		urls, err := dd.checkPinURLs(ctx, *pin)
+		if err != nil {
+			return err
+		}
+		rep.Problems = append(rep.Problems, urls...)
+	}
 	for _, p := range rep.Problems {
 		fmt.Printf("missing: %s: %s\n", p.Path, p.Reason)
 	}
@@ -124,4 +132,35 @@ func helpIsFine(err error) error {
 		return nil
 	}
 	return err
+}
+
+// checkPinURLs verifies that every source URL recorded under a pin is kept
+// by the forward proxy, whole.
+func (d *dataDir) checkPinURLs(ctx context.Context, pin string) ([]prefetch.Problem, error) {
+	urls, err := d.idx.URLsOfPin(ctx, pin)
+	if err != nil {
+		return nil, err
+	}
+	var problems []prefetch.Problem
+	for _, u := range urls {
+		kept, err := d.idx.URL(ctx, u)
+		if errors.Is(err, index.ErrNotFound) {
+			problems = append(problems, prefetch.Problem{Path: u, Reason: "source URL not kept by the proxy"})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		f, err := d.blobs.Open(urlcache.BlobKey(kept.SHA256))
+		if err != nil {
+			problems = append(problems, prefetch.Problem{Path: u, Reason: "kept body missing on disk"})
+			continue
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil || fi.Size() != kept.Size {
+			problems = append(problems, prefetch.Problem{Path: u, Reason: "kept body has the wrong size"})
+		}
+	}
+	return problems, nil
 }

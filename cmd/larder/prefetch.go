@@ -79,12 +79,20 @@ func runPrefetch(args []string) error {
 		defer dd.Close()
 		t = dd.service()
 	}
+	var urls []string
 	if len(pf.flakes) > 0 {
-		more, err := planFlakes(ctx, t, pf.flakes, prefetch.PlanOptions{FlakeInputs: pf.flakeInputs, BuildDeps: pf.buildDeps})
+		nix, cleanup := prefetch.LocalNix{}, func() {}
+		if r, ok := t.(remote); ok {
+			if nix, cleanup, err = r.proxiedNix(ctx); err != nil {
+				return err
+			}
+		}
+		more, fetched, err := planFlakes(ctx, t, nix, pf.flakes, prefetch.PlanOptions{FlakeInputs: pf.flakeInputs, BuildDeps: pf.buildDeps})
+		cleanup()
 		if err != nil {
 			return err
 		}
-		roots = append(roots, more...)
+		roots, urls = append(roots, more...), fetched
 	}
 	if len(roots) == 0 {
 		return errors.New("nothing to prefetch: give store paths, -f FILE or --flake INSTALLABLE")
@@ -95,6 +103,12 @@ func runPrefetch(args []string) error {
 	show.done()
 	if err != nil {
 		return err
+	}
+	if pf.pin != "" && len(urls) > 0 {
+		if err := t.PinURLs(ctx, pf.pin, urls); err != nil {
+			return fmt.Errorf("recording source URLs under pin %s: %w", pf.pin, err)
+		}
+		fmt.Printf("%d source URLs recorded under pin %s\n", len(urls), pf.pin)
 	}
 	fmt.Print(rep.String())
 	if !rep.Complete {

@@ -10,31 +10,34 @@ import (
 	"time"
 
 	"github.com/nixlarder/larder/mirror/urlcache"
+	"github.com/nixlarder/larder/serve"
 	"github.com/nixlarder/larder/serve/fwdproxy"
 )
 
 // startProxy runs the caching forward proxy on cfg.ProxyListen.
-func startProxy(cfg *serveConfig, dd *dataDir, log *slog.Logger) (*http.Server, *urlcache.Cache, error) {
+func startProxy(cfg *serveConfig, dd *dataDir, log *slog.Logger) (*http.Server, *serve.ProxyInfo, *urlcache.Cache, error) {
 	ca, err := fwdproxy.LoadOrCreateCA(cfg.DataDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	allow, err := fwdproxy.ParseAllow(cfg.ProxyAllow)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cache := urlcache.New(urlcache.Config{Index: dd.idx, Blobs: dd.blobs, Client: originClient(cfg),
 		MaxSize: cfg.ProxyMaxSize, Offline: cfg.Offline, ImmutableAfter: cfg.ProxyImmutableAfter, Revalidate: cfg.ProxyRevalidate})
 	ln, err := net.Listen("tcp", cfg.ProxyListen)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	srv := &http.Server{Handler: fwdproxy.New(cache, fwdproxy.Options{CA: ca, Allow: allow, ConnectPorts: cfg.ProxyConnectPorts, Log: log}),
 		ReadHeaderTimeout: 30 * time.Second}
 	go srv.Serve(ln)
 	log.Info("forward proxy for fixed-output fetches", "listen", ln.Addr().String(),
 		"ca", filepath.Join(cfg.DataDir, fwdproxy.CACertFile), "allow", cfg.ProxyAllow)
-	return srv, cache, nil
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	pemBytes, err := os.ReadFile(filepath.Join(cfg.DataDir, fwdproxy.CACertFile))
+	return srv, &serve.ProxyInfo{Port: port, CAPEM: string(pemBytes)}, cache, err
 }
 
 // originClient fetches from origins directly (never through an environment

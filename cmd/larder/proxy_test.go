@@ -2,12 +2,16 @@ package main
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,5 +79,80 @@ func TestProxyKeepsFixedOutputSources(t *testing.T) {
 	build("offline rebuild from the proxy's copy")
 	if fetches.Load() != 1 {
 		t.Fatalf("%d origin fetches, want 1", fetches.Load())
+	}
+}
+
+// prefetch --build-deps realises a fixed-output source through the server's
+// proxy: its URL is kept and recorded under the pin, `check` covers it, and
+// a bundle carries it to an air-gapped Larder whose proxy serves it offline.
+func TestProxySourcesPinnedAndBundled(t *testing.T) {
+	nixtest.Require(t)
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	source := "pinned source " + nonce + "\n"
+	sum := sha256.Sum256([]byte(source))
+	var fetches atomic.Int64
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Write([]byte(source))
+	}))
+	defer origin.Close()
+	dir := t.TempDir()
+	originCert := filepath.Join(dir, "origin.pem")
+	writeFile(t, originCert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.Certificate().Raw})))
+	_, originPort, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	srcURL := origin.URL + "/src.txt"
+
+	flakeDir := filepath.Join(dir, "app")
+	writeFile(t, filepath.Join(flakeDir, "flake.nix"), fmt.Sprintf(`{
+  outputs = { self }: let
+    src = derivation {
+      name = "larder-pinned-src-%[1]s.txt"; system = "builtin"; builder = "builtin:fetchurl";
+      url = "%[2]s"; urls = [ "%[2]s" ];
+      outputHashAlgo = "sha256"; outputHash = "%[3]s"; outputHashMode = "flat";
+      executable = false; unpack = false;
+    };
+  in {
+    packages.x86_64-linux.default = derivation {
+      name = "larder-pinned-app-%[1]s"; system = "x86_64-linux"; builder = "/bin/sh";
+      args = [ "-c" "/bin/cat ${src} > $out" ];
+    };
+  };
+}`, nonce, srcURL, hex.EncodeToString(sum[:])))
+	e := nixtest.NewEnv(t)
+	e.Run(t, "", "nix", "flake", "lock", flakeDir)
+
+	dataA := t.TempDir()
+	a := startLarderEnv(t, []string{"SSL_CERT_FILE=" + originCert}, dataA, "--upstream", "http://127.0.0.1:1",
+		"--proxy-listen", freeAddr(t), "--proxy-connect-port", originPort)
+	stdout := mustRun(t, "prefetch", "--server", a.URL, "--pin", "src", "--flake", flakeDir+"#default", "--build-deps")
+	if !strings.Contains(stdout, "1 source URLs recorded under pin src") || fetches.Load() != 1 {
+		t.Fatalf("prefetch through the proxy (%d origin fetches):\n%s", fetches.Load(), stdout)
+	}
+	mustRun(t, "check", "--data-dir", dataA, "--pin", "src")
+	out := filepath.Join(t.TempDir(), "bundle")
+	if stdout := mustRun(t, "export", "--data-dir", dataA, "--pin", "src", out); !strings.Contains(stdout, "1 kept sources") {
+		t.Fatalf("export:\n%s", stdout)
+	}
+	origin.Close()
+
+	dataB := t.TempDir()
+	if stdout := mustRun(t, "import", "--data-dir", dataB, "--trusted-key", a.pubkey(t), out); !strings.Contains(stdout, "1 kept sources, 0 refused") {
+		t.Fatalf("import:\n%s", stdout)
+	}
+	mustRun(t, "check", "--data-dir", dataB, "--pin", "src")
+	proxyB := freeAddr(t)
+	startLarder(t, dataB, "--offline", "--proxy-listen", proxyB, "--proxy-connect-port", originPort)
+	ca := x509.NewCertPool()
+	ca.AppendCertsFromPEM([]byte(mustRun(t, "ca", "--data-dir", dataB)))
+	pu, _ := url.Parse("http://" + proxyB)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: ca}}}
+	resp, err := client.Get(srcURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != source {
+		t.Fatalf("air-gapped proxy: %d %q", resp.StatusCode, body)
 	}
 }

@@ -69,11 +69,13 @@ func runServe(args []string) error {
 		return err
 	}
 	if cfg.ProxyListen != "" {
-		proxySrv, _, err := startProxy(cfg, dd, log)
+		proxySrv, info, cache, err := startProxy(cfg, dd, log)
 		if err != nil {
 			return fmt.Errorf("proxy: %w", err)
 		}
 		defer proxySrv.Close()
+		opts.Proxy = info
+		metrics.SetProxy(&cache.Stats)
 	}
 	srv := &http.Server{
 		Handler:           serve.New(m, opts),

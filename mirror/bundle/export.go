@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/prefetch"
@@ -29,14 +30,23 @@ type Export struct {
 	Pins    map[string][]string // recorded in the manifest
 	Keys    []string            // public keys to record
 	Exclude map[string]bool     // store paths the other side has
+	// URLs, when set, carries the source URLs recorded under the pins.
+	URLs URLSource
+}
+
+// URLSource reads sources kept by the forward proxy.
+type URLSource interface {
+	URLsOfPin(ctx context.Context, pin string) ([]string, error)
+	URL(ctx context.Context, url string) (*index.URL, error)
+	OpenURL(sha256 string) (io.ReadCloser, error)
 }
 
 // ExportReport says what an export did.
 type ExportReport struct {
-	Paths, Written, AlreadyThere, Excluded int
-	Bytes                                  int64
-	Missing                                []string
-	Elapsed                                time.Duration
+	Paths, Written, AlreadyThere, Excluded, URLs int
+	Bytes                                        int64
+	Missing                                      []string
+	Elapsed                                      time.Duration
 }
 
 // Run walks the closures and writes what the directory lacks: each NAR
@@ -95,8 +105,61 @@ func (x *Export) Run(ctx context.Context, progress func(prefetch.Progress)) (*Ex
 			progress(prefetch.Progress{PathsTotal: rep.Paths + len(queue), PathsDone: rep.Paths, BytesDone: rep.Bytes, Elapsed: time.Since(start)})
 		}
 	}
+	urls, pinURLs, err := x.writeURLs(ctx, rep)
+	if err != nil {
+		return nil, err
+	}
 	rep.Elapsed = time.Since(start)
-	return rep, x.writeManifest(entries)
+	return rep, x.writeManifest(entries, urls, pinURLs)
+}
+
+// writeURLs copies the pins' kept sources to urls/<sha256>.
+func (x *Export) writeURLs(ctx context.Context, rep *ExportReport) ([]URLEntry, map[string][]string, error) {
+	if x.URLs == nil {
+		return nil, nil, nil
+	}
+	var entries []URLEntry
+	pinURLs := map[string][]string{}
+	for pin := range x.Pins {
+		urls, err := x.URLs.URLsOfPin(ctx, pin)
+		if err != nil {
+			return nil, nil, err
+		}
+		pinURLs[pin] = urls
+		for _, u := range urls {
+			kept, err := x.URLs.URL(ctx, u)
+			if errors.Is(err, index.ErrNotFound) {
+				rep.Missing = append(rep.Missing, u)
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := x.writeURL(kept); err != nil {
+				return nil, nil, fmt.Errorf("export %s: %w", u, err)
+			}
+			rep.URLs++
+			entries = append(entries, URLEntry{URL: kept.URL, SHA256: kept.SHA256, Size: kept.Size,
+				ContentType: kept.ContentType, ETag: kept.ETag, LastModified: kept.LastModified})
+		}
+	}
+	return entries, pinURLs, nil
+}
+
+func (x *Export) writeURL(u *index.URL) error {
+	dst := filepath.Join(x.Dir, "urls", u.SHA256)
+	if fi, err := os.Stat(dst); err == nil && fi.Size() == u.Size {
+		return nil
+	}
+	src, err := x.URLs.OpenURL(u.SHA256)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	return writeAtomic(dst, func(f *os.File) error {
+		_, err := io.Copy(f, src)
+		return err
+	})
 }
 
 func (x *Export) narInfo(ctx context.Context, path string) (*nixfmt.NarInfo, error) {
@@ -153,11 +216,12 @@ func (x *Export) writeCacheInfo() error {
 	})
 }
 
-func (x *Export) writeManifest(entries []Entry) error {
+func (x *Export) writeManifest(entries []Entry, urls []URLEntry, pinURLs map[string][]string) error {
 	m, err := ReadManifest(x.Dir)
 	if err != nil {
 		return err
 	}
 	m.merge(entries, x.Pins, x.Keys)
+	m.mergeURLs(urls, pinURLs)
 	return writeJSON(filepath.Join(x.Dir, ManifestName), m)
 }

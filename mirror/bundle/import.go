@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/prefetch"
 )
@@ -21,10 +22,18 @@ type Sink interface {
 	SetPin(ctx context.Context, name string, roots []string) error
 }
 
+// URLSink takes kept sources from a bundle (a data dir can; a server
+// import skips them).
+type URLSink interface {
+	AddURL(ctx context.Context, u *index.URL, body io.Reader) error
+	PinURLs(ctx context.Context, pin string, urls []string) error
+}
+
 // ImportReport says what an import did; Refused names each file or path
 // that was not taken, and why.
 type ImportReport struct {
 	Imported int
+	URLs     int
 	Refused  []prefetch.Problem
 	Pins     map[string][]string
 	Elapsed  time.Duration
@@ -65,6 +74,9 @@ func Import(ctx context.Context, dst Sink, dir string, progress func(prefetch.Pr
 			return nil, fmt.Errorf("pin %s: %w", name, err)
 		}
 	}
+	if err := importURLs(ctx, dst, dir, manifest, rep); err != nil {
+		return nil, err
+	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
 }
@@ -96,4 +108,36 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, limit+1))
+}
+
+// importURLs ingests the bundle's kept sources, each checked against its
+// sha256, and records the pins that need them.
+func importURLs(ctx context.Context, dst Sink, dir string, m *Manifest, rep *ImportReport) error {
+	if len(m.URLs) == 0 {
+		return nil
+	}
+	us, ok := dst.(URLSink)
+	if !ok {
+		rep.Refused = append(rep.Refused, prefetch.Problem{Path: "urls/", Reason: "this Larder cannot take kept sources over its API; import with --data-dir"})
+		return nil
+	}
+	for _, e := range m.URLs {
+		f, err := os.Open(filepath.Join(dir, "urls", filepath.Base(e.SHA256)))
+		if err == nil {
+			err = us.AddURL(ctx, &index.URL{URL: e.URL, SHA256: e.SHA256, Size: e.Size, ContentType: e.ContentType,
+				ETag: e.ETag, LastModified: e.LastModified, FetchedAt: time.Now()}, f)
+			f.Close()
+		}
+		if err != nil {
+			rep.Refused = append(rep.Refused, prefetch.Problem{Path: e.URL, Reason: err.Error()})
+			continue
+		}
+		rep.URLs++
+	}
+	for pin, urls := range m.PinURLs {
+		if err := us.PinURLs(ctx, pin, urls); err != nil {
+			return err
+		}
+	}
+	return nil
 }

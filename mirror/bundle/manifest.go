@@ -23,6 +23,19 @@ type Manifest struct {
 	Paths   []Entry             `json:"paths"`
 	Pins    map[string][]string `json:"pins,omitempty"`
 	Keys    []string            `json:"keys"` // public keys that signed the narinfos
+	// URLs are source files kept by the forward proxy, under urls/<sha256>.
+	URLs    []URLEntry          `json:"urls,omitempty"`
+	PinURLs map[string][]string `json:"pin_urls,omitempty"`
+}
+
+// URLEntry is one kept source in a bundle.
+type URLEntry struct {
+	URL          string `json:"url"`
+	SHA256       string `json:"sha256"`
+	Size         int64  `json:"size"`
+	ContentType  string `json:"content_type,omitempty"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
 }
 
 // Entry is one path in a bundle.
@@ -42,7 +55,7 @@ type Inventory struct {
 // ReadManifest reads dir's manifest; a directory without one (any file://
 // cache written by Nix) gives an empty manifest.
 func ReadManifest(dir string) (*Manifest, error) {
-	m := &Manifest{Version: 1, Pins: map[string][]string{}}
+	m := &Manifest{Version: 1, Pins: map[string][]string{}, PinURLs: map[string][]string{}}
 	data, err := os.ReadFile(filepath.Join(dir, ManifestName))
 	if os.IsNotExist(err) {
 		return m, nil
@@ -56,7 +69,26 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if m.Pins == nil {
 		m.Pins = map[string][]string{}
 	}
+	if m.PinURLs == nil {
+		m.PinURLs = map[string][]string{}
+	}
 	return m, nil
+}
+
+// mergeURLs adds kept sources and the pins that need them.
+func (m *Manifest) mergeURLs(entries []URLEntry, pinURLs map[string][]string) {
+	byURL := map[string]URLEntry{}
+	for _, e := range append(m.URLs, entries...) {
+		byURL[e.URL] = e
+	}
+	m.URLs = m.URLs[:0]
+	for _, e := range byURL {
+		m.URLs = append(m.URLs, e)
+	}
+	sort.Slice(m.URLs, func(i, j int) bool { return m.URLs[i].URL < m.URLs[j].URL })
+	for pin, urls := range pinURLs {
+		m.PinURLs[pin] = urls
+	}
 }
 
 // merge adds entries, pins and keys, replacing entries of the same path.
@@ -144,7 +176,7 @@ func syncDir(dir string) error {
 
 // cleanTemps removes what an interrupted run left behind.
 func cleanTemps(dir string) error {
-	for _, sub := range []string{dir, filepath.Join(dir, "nar")} {
+	for _, sub := range []string{dir, filepath.Join(dir, "nar"), filepath.Join(dir, "urls")} {
 		leftovers, _ := filepath.Glob(filepath.Join(sub, tmpPrefix+"*"))
 		for _, f := range leftovers {
 			if err := os.Remove(f); err != nil {

@@ -244,3 +244,25 @@ func errorResponse(r *http.Request, code int, msg string) *http.Response {
 		Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
 		Body:   io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}
 }
+
+// Add stores a body for a URL from elsewhere (a bundle), checking that it
+// hashes to u.SHA256 and has u.Size bytes before committing it.
+func Add(ctx context.Context, idx Index, blobs Blobs, u *index.URL, body io.Reader) error {
+	tmp, err := blobs.CreateTemp()
+	if err != nil {
+		return err
+	}
+	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, sum), io.LimitReader(body, u.Size+1))
+	if err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); n != u.Size || got != u.SHA256 {
+		return fmt.Errorf("%s: body is %d bytes with sha256 %s, expected %d bytes with %s", u.URL, n, got, u.Size, u.SHA256)
+	}
+	if err := blobs.Commit(tmp, BlobKey(u.SHA256)); err != nil {
+		return err
+	}
+	return idx.PutURL(ctx, u)
+}
