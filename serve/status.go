@@ -31,6 +31,12 @@ type Status struct {
 	Prefetches        []index.PrefetchRun
 	Hours             []index.Traffic // last 24 hours, oldest first, one per hour
 	PublicKey, Listen string
+	Proxy             *ProxyFigures // nil when the forward proxy is off
+}
+
+// ProxyFigures are the forward proxy's counters since start.
+type ProxyFigures struct {
+	Hits, Misses, Saved int64
 }
 
 // Totals sums traffic.
@@ -103,6 +109,9 @@ func (s *Status) Text() string {
 	}
 	for _, p := range s.Pins {
 		fmt.Fprintf(&b, "pin              %s: %d paths, %s, %s\n", p.Name, p.Paths, hb(p.Bytes), readyText(p.OfflineReady))
+	}
+	if p := s.Proxy; p != nil {
+		fmt.Fprintf(&b, "source proxy     %d hits, %d misses, %s saved since start\n", p.Hits, p.Misses, hb(p.Saved))
 	}
 	for _, r := range s.Prefetches {
 		fmt.Fprintf(&b, "prefetch         %s %s: %d paths, %d fetched, %s, %s\n", r.Finished.Format("2006-01-02 15:04"), r.Pin, r.Paths, r.Fetched, hb(r.Bytes), completeText(r.Complete))

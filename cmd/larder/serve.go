@@ -20,6 +20,7 @@ import (
 	"github.com/nixlarder/larder/mirror"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/mirror/upstream"
+	"github.com/nixlarder/larder/mirror/urlcache"
 	"github.com/nixlarder/larder/serve"
 )
 
@@ -49,13 +50,18 @@ func runServe(args []string) error {
 	defer dd.Close()
 	m := dd.mirror
 
+	var proxyStats *urlcache.Stats // set when the forward proxy runs
 	metrics.SetSource(m)
 	svc := dd.service()
 	metrics.SetPrefetch(svc)
 	opts := serve.Options{Priority: cfg.Priority, Log: log, Tools: svc, Metrics: metrics,
 		Status: func(ctx context.Context) (*serve.Status, error) {
 			m.SyncStats(ctx)
-			return serve.BuildStatus(ctx, dd.idx, m.StoreUsage, quickPins(svc), m.UpstreamHealth())
+			st, err := serve.BuildStatus(ctx, dd.idx, m.StoreUsage, quickPins(svc), m.UpstreamHealth())
+			if err == nil && proxyStats != nil {
+				st.Proxy = &serve.ProxyFigures{Hits: proxyStats.Hits.Load(), Misses: proxyStats.Misses.Load(), Saved: proxyStats.BytesServed.Load()}
+			}
+			return st, err
 		},
 		PushRequireSig: cfg.PushRequireSig, PushMaxSize: cfg.PushMaxSize}
 	if cfg.PushTokenFile != "" {
@@ -75,7 +81,8 @@ func runServe(args []string) error {
 		}
 		defer proxySrv.Close()
 		opts.Proxy = info
-		metrics.SetProxy(&cache.Stats)
+		proxyStats = &cache.Stats
+		metrics.SetProxy(proxyStats)
 	}
 	srv := &http.Server{
 		Handler:           serve.New(m, opts),

@@ -31,17 +31,23 @@ type fixture struct {
 	dir     string
 }
 
-// newFixture runs an HTTPS origin and the proxy; tweak adjusts options.
+// newFixture runs an HTTPS origin serving body and the proxy; tweak adjusts options.
 func newFixture(t *testing.T, body []byte, tweak func(*urlcache.Config, *fwdproxy.Options)) *fixture {
-	f := &fixture{dir: t.TempDir()}
-	f.origin = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.fetches.Add(1)
+	return newFixtureHandler(t, func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(50 * time.Millisecond) // let concurrent clients pile up
 		w.Header().Set("Content-Type", "application/x-tar")
 		if r.URL.Path == "/private" {
 			w.Header().Set("Cache-Control", "private")
 		}
 		w.Write(body)
+	}, tweak)
+}
+
+func newFixtureHandler(t *testing.T, origin http.HandlerFunc, tweak func(*urlcache.Config, *fwdproxy.Options)) *fixture {
+	f := &fixture{dir: t.TempDir()}
+	f.origin = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.fetches.Add(1)
+		origin(w, r)
 	}))
 	t.Cleanup(f.origin.Close)
 	idx, err := index.Open(filepath.Join(f.dir, "index.db"))
@@ -174,4 +180,28 @@ func TestOfflineMissIs504NamingTheURL(t *testing.T) {
 func mustURL(s string) *url.URL {
 	u, _ := url.Parse(s)
 	return u
+}
+
+// With --proxy-revalidate the origin is asked conditionally; a 304 serves
+// the kept copy.
+func TestRevalidateConditionally(t *testing.T) {
+	var conditional atomic.Int64
+	body := "tarball v1"
+	f := newFixtureHandler(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			conditional.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", `"v1"`)
+		io.WriteString(w, body)
+	}, func(c *urlcache.Config, _ *fwdproxy.Options) { c.Revalidate = true })
+	for i := 0; i < 2; i++ {
+		if code, got := f.get(t, "/t.tar"); code != 200 || got != body {
+			t.Fatalf("request %d: %d %q", i, code, got)
+		}
+	}
+	if f.fetches.Load() != 2 || conditional.Load() != 1 {
+		t.Fatalf("%d origin requests, %d conditional (want 2 and 1)", f.fetches.Load(), conditional.Load())
+	}
 }
