@@ -252,6 +252,7 @@ func (m *Mirror) commit(ctx context.Context, d *download, f *index.NarFile) erro
 		m.cfg.Blobs.Remove(d.key)
 		return err
 	}
+	m.enqueueRecompress(f)
 	return nil
 }
 

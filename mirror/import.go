@@ -60,6 +60,7 @@ func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader,
 	}
 	m.negative.forget(ni.HashPart())
 	m.triggerGC(false)
+	m.enqueueRecompress(f)
 	return nil
 }
 

@@ -70,6 +70,7 @@ type Config struct {
 	WarmWorkers      int           // concurrent background narinfo lookups
 	PrepullWorkers   int           // concurrent background NAR downloads
 	MaxSize          int64         // bytes of NAR files kept; 0 = no limit (no GC)
+	Recompress       string        // "zstd": transcode xz/bzip2 NARs once, in the background; "" = never
 	Local            LocalStore    // the host's own store; nil = not served
 	LocalCompression string        // "none" or "zstd" for NARs made from Local
 	Log              *slog.Logger
@@ -114,6 +115,8 @@ type Mirror struct {
 	gcMu sync.Mutex // one collection at a time
 	gcQ  chan bool
 
+	recompressQ chan *index.NarFile
+
 	warmQ    chan string
 	prepullQ chan prepullJob
 	queued   sync.Map // hash parts waiting in warmQ
@@ -127,17 +130,18 @@ type Mirror struct {
 func New(cfg Config) *Mirror {
 	cfg.setDefaults()
 	m := &Mirror{
-		cfg:       cfg,
-		log:       cfg.Log,
-		negative:  newNegativeCache(cfg.NegativeTTL, 100_000),
-		downloads: map[string]*download{},
-		staged:    map[string]stagedNAR{},
-		gcQ:       make(chan bool, 1),
-		warmQ:     make(chan string, 16384),
-		prepullQ:  make(chan prepullJob, 16384),
-		touches:   make(chan touch, 4096),
-		syncs:     make(chan chan struct{}),
-		stop:      make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Log,
+		negative:    newNegativeCache(cfg.NegativeTTL, 100_000),
+		downloads:   map[string]*download{},
+		staged:      map[string]stagedNAR{},
+		gcQ:         make(chan bool, 1),
+		recompressQ: make(chan *index.NarFile, 4096),
+		warmQ:       make(chan string, 16384),
+		prepullQ:    make(chan prepullJob, 16384),
+		touches:     make(chan touch, 4096),
+		syncs:       make(chan chan struct{}),
+		stop:        make(chan struct{}),
 	}
 	for i := 0; i < cfg.WarmWorkers; i++ {
 		m.spawn(m.warmWorker)
@@ -147,6 +151,7 @@ func New(cfg Config) *Mirror {
 	}
 	m.spawn(m.touchFlusher)
 	m.spawn(m.gcWorker)
+	m.spawn(m.recompressWorker)
 	return m
 }
 

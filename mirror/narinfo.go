@@ -63,7 +63,7 @@ func (m *Mirror) deliverable(ctx context.Context, row *index.NarInfo, ni *nixfmt
 	if err != nil {
 		return nil, false, err
 	}
-	for _, f := range files {
+	for _, f := range m.preferred(files) {
 		if m.blobPresent(f) {
 			return f, true, nil
 		}

@@ -14,6 +14,7 @@ type Stats struct {
 	BytesServed, BytesFromUpstream              atomic.Int64
 	LocalNars, Pushes                           atomic.Int64
 	GCRuns, BytesEvicted                        atomic.Int64
+	Recompressed                                atomic.Int64
 }
 
 // StatsSnapshot is a copy of Stats.
@@ -24,6 +25,7 @@ type StatsSnapshot struct {
 	BytesServed, BytesFromUpstream              int64
 	LocalNars, Pushes                           int64
 	GCRuns, BytesEvicted                        int64
+	Recompressed                                int64
 }
 
 func (s *Stats) snapshot() StatsSnapshot {
@@ -33,7 +35,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		VerifyFailures: s.VerifyFailures.Load(), SignatureRejects: s.SignatureRejects.Load(),
 		BytesServed: s.BytesServed.Load(), BytesFromUpstream: s.BytesFromUpstream.Load(),
 		LocalNars: s.LocalNars.Load(), Pushes: s.Pushes.Load(),
-		GCRuns: s.GCRuns.Load(), BytesEvicted: s.BytesEvicted.Load(),
+		GCRuns: s.GCRuns.Load(), BytesEvicted: s.BytesEvicted.Load(), Recompressed: s.Recompressed.Load(),
 	}
 }
 

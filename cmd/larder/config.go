@@ -44,6 +44,7 @@ type serveConfig struct {
 	PushRequireSig bool
 	PushMaxSize    int64
 	MaxSize        int64
+	Recompress     string
 
 	ProxyListen         string
 	ProxyAllow          []string
@@ -116,6 +117,7 @@ func serveFlags(name string) *pflag.FlagSet {
 	fs.String("proxy-max-size", "4G", "largest response the proxy keeps; larger ones are cut")
 	fs.Duration("proxy-immutable-after", 0, "serve kept responses without asking the origin for this long (0 = forever)")
 	fs.Bool("proxy-revalidate", false, "ask the origin (conditionally) before serving a kept response")
+	fs.String("recompress", "", "transcode xz/bzip2 NARs to this compression once, in the background (zstd), so LAN clients never pay for xz")
 	fs.String("max-size", "0", "keep NAR files under this size (e.g. 200G); least recently used unpinned NARs go first; 0 = no limit")
 	return fs
 }
@@ -171,6 +173,10 @@ func configFrom(fs *pflag.FlagSet) (*serveConfig, error) {
 	var err error
 	if c.PushMaxSize, err = parseSize(v.GetString("push-max-size")); err != nil {
 		return nil, fmt.Errorf("push-max-size: %w", err)
+	}
+	c.Recompress = v.GetString("recompress")
+	if c.Recompress != "" && c.Recompress != "zstd" {
+		return nil, fmt.Errorf("recompress: only zstd is supported, not %q", c.Recompress)
 	}
 	c.ProxyListen, c.ProxyAllow, c.ProxyConnectPorts = v.GetString("proxy-listen"), stringList(v, "proxy-allow"), stringList(v, "proxy-connect-port")
 	c.ProxyImmutableAfter, c.ProxyRevalidate = v.GetDuration("proxy-immutable-after"), v.GetBool("proxy-revalidate")

@@ -97,7 +97,7 @@ func openOwned(cfg *serveConfig, log *slog.Logger) (*dataDir, error) {
 	m := mirror.New(mirror.Config{
 		Index: idx, Blobs: blobs, Upstreams: ups, TrustedKeys: trusted, UpstreamKeys: upKeys, Key: key,
 		Offline: cfg.Offline, Prepull: cfg.Prepull, NegativeTTL: cfg.NegativeTTL, Log: log,
-		Local: local, LocalCompression: cfg.LocalStoreCompression, MaxSize: cfg.MaxSize,
+		Local: local, LocalCompression: cfg.LocalStoreCompression, MaxSize: cfg.MaxSize, Recompress: cfg.Recompress,
 	})
 	return &dataDir{idx: idx, mirror: m, blobs: blobs, hasKey: true}, nil
 }
