@@ -285,3 +285,26 @@ func (db *DB) Counts(ctx context.Context) (narinfos, files, bytes int64, err err
 		(SELECT count(*) FROM nar_files), (SELECT coalesce(sum(file_size),0) FROM nar_files)`).Scan(&narinfos, &files, &bytes)
 	return
 }
+
+// PutNarInfosBulk inserts many narinfos in one transaction (benchmarks and
+// imports of large indexes).
+func (db *DB) PutNarInfosBulk(ctx context.Context, rows []*NarInfo) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO narinfos (`+narInfoCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	t := now()
+	for _, n := range rows {
+		if _, err := stmt.ExecContext(ctx, n.Hash, n.StorePath, n.NarHash, n.NarSize, strings.Join(n.References, " "),
+			n.Text, n.Source, n.NarURL, t, t); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}

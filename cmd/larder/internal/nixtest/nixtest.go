@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Require skips the test when Nix cannot be driven here, and fails it
@@ -59,16 +60,28 @@ narinfo-cache-positive-ttl = 0
 
 // Try runs a Nix command with extra nix.conf lines and returns its stdout.
 func (e *Env) Try(extraConfig, name string, args ...string) (string, error) {
+	out, _, err := e.TryTimed(extraConfig, name, args...)
+	return out, err
+}
+
+// TryTimed is Try that also reports the CPU time (user + system) the
+// command used, for client-side cost figures.
+func (e *Env) TryTimed(extraConfig, name string, args ...string) (string, time.Duration, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), "HOME="+e.home, "XDG_CACHE_HOME="+filepath.Join(e.home, ".cache"),
 		"NIX_CONFIG="+baseConfig+extraConfig)
 	cmd.Env = append(cmd.Env, e.extra...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, lastLines(stderr.String(), 30))
+	err := cmd.Run()
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
-	return stdout.String(), nil
+	if err != nil {
+		return stdout.String(), cpu, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, lastLines(stderr.String(), 30))
+	}
+	return stdout.String(), cpu, nil
 }
 
 // Run is Try that fails the test on error.
