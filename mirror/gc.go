@@ -170,6 +170,7 @@ func (m *Mirror) RunGC(ctx context.Context, force bool) (*GCPlan, error) {
 		if v.Paths, err = gi.EvictNar(ctx, v.NarHash); err != nil {
 			return plan, err
 		}
+		m.rendered.invalidate()
 		for _, f := range files {
 			h, _ := nixfmt.ParseHash(f.NarHash)
 			m.cfg.Blobs.Remove(blobKey(h, f.Compression))

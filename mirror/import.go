@@ -55,6 +55,7 @@ func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader,
 	}
 	row := &index.NarInfo{Hash: ni.HashPart(), StorePath: ni.StorePath, NarHash: ni.NarHash.String(),
 		NarSize: int64(ni.NarSize), References: ni.References, Text: string(ni.Bytes()), Source: source}
+	m.rendered.invalidate()
 	if err := m.cfg.Index.PutNarInfo(ctx, row); err != nil {
 		return err
 	}

@@ -111,6 +111,7 @@ func (m *Mirror) commitLocal(ctx context.Context, ni *nixfmt.NarInfo, tmp *os.Fi
 	}
 	row := &index.NarInfo{Hash: ni.HashPart(), StorePath: ni.StorePath, NarHash: ni.NarHash.String(),
 		NarSize: int64(ni.NarSize), References: ni.References, Text: string(stored.Bytes()), Source: SourceLocal}
+	m.rendered.invalidate()
 	if err := m.cfg.Index.PutNarInfo(ctx, row); err != nil {
 		return err
 	}

@@ -116,6 +116,7 @@ type Mirror struct {
 	gcQ  chan bool
 
 	recompressQ chan *index.NarFile
+	rendered    renderCache
 
 	warmQ    chan string
 	prepullQ chan prepullJob

@@ -74,6 +74,7 @@ func (m *Mirror) openCommitted(ctx context.Context, narHash nixfmt.Hash, compres
 	if errors.Is(err, blob.ErrNotFound) {
 		m.log.Warn("indexed NAR file missing on disk; forgetting it", "nar", narHash.String())
 		m.cfg.Index.DeleteNarFile(ctx, row.NarHash, compression)
+		m.rendered.invalidate()
 		return nil, ErrNotFound
 	}
 	if err != nil {

@@ -20,6 +20,12 @@ func (m *Mirror) NarInfo(ctx context.Context, hash string) ([]byte, error) {
 		m.stats.NarInfoHits.Add(1)
 		return ni.Bytes(), nil
 	}
+	if body, ok := m.rendered.get(hash); ok {
+		m.stats.NarInfoHits.Add(1)
+		m.touchNarInfo(hash)
+		return body, nil
+	}
+	gen := m.rendered.gen.Load()
 	row, err := m.cfg.Index.NarInfo(ctx, hash)
 	switch {
 	case err == nil:
@@ -53,7 +59,11 @@ func (m *Mirror) NarInfo(ctx context.Context, hash string) ([]byte, error) {
 	}
 	m.stats.NarInfoHits.Add(1)
 	m.touchNarInfo(hash)
-	return m.render(ni, file).Bytes(), nil
+	body := m.render(ni, file).Bytes()
+	if file != nil {
+		m.rendered.put(hash, body, gen)
+	}
+	return body, nil
 }
 
 // deliverable finds the best NAR file on disk, or reports whether the NAR can

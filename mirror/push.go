@@ -140,5 +140,6 @@ func (m *Mirror) DeletePath(ctx context.Context, hash string) error {
 	if _, err := m.cfg.Index.NarInfo(ctx, hash); err != nil {
 		return ErrNotFound
 	}
+	m.rendered.invalidate()
 	return m.cfg.Index.DeleteNarInfo(ctx, hash)
 }

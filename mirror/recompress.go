@@ -105,6 +105,7 @@ func (m *Mirror) recompress(ctx context.Context, src *index.NarFile) error {
 	if err := m.cfg.Index.PutNarFile(ctx, out); err != nil {
 		return err
 	}
+	m.rendered.invalidate() // narinfos now name the zstd file
 	m.stats.Recompressed.Add(1)
 	m.log.Info("recompressed", "nar", src.NarHash, "from", src.Compression, "bytes", src.FileSize, "to", m.cfg.Recompress, "zstd_bytes", fi.Size())
 	return nil

@@ -99,6 +99,7 @@ func (m *Mirror) quarantine(ctx context.Context, f *index.NarFile, key string) (
 	if err := m.cfg.Index.DeleteNarFile(ctx, f.NarHash, f.Compression); err != nil {
 		return "", err
 	}
+	m.rendered.invalidate()
 	if q, ok := m.cfg.Blobs.(Quarantiner); ok {
 		if dst, err := q.Quarantine(key); err == nil {
 			return dst, nil
