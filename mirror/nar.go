@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror/blob"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 )
@@ -61,28 +60,37 @@ func (d *download) expectedSize() int64 {
 	return d.size
 }
 
-// openCommitted opens a committed file; a row whose file vanished is dropped.
+// openCommitted opens a committed file. Blobs are only ever committed after
+// they verified, so the file itself is the proof: no index lookup on this,
+// the hottest path.
 func (m *Mirror) openCommitted(ctx context.Context, narHash nixfmt.Hash, compression string) (*NAR, error) {
-	row, err := m.cfg.Index.NarFile(ctx, narHash.String(), compression)
-	if errors.Is(err, index.ErrNotFound) {
+	f, err := m.cfg.Blobs.Open(blobKey(narHash, compression))
+	if errors.Is(err, blob.ErrNotFound) {
+		m.forgetMissing(ctx, narHash, compression)
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	f, err := m.cfg.Blobs.Open(blobKey(narHash, compression))
-	if errors.Is(err, blob.ErrNotFound) {
-		m.log.Warn("indexed NAR file missing on disk; forgetting it", "nar", narHash.String())
-		m.cfg.Index.DeleteNarFile(ctx, row.NarHash, compression)
-		m.rendered.invalidate()
-		return nil, ErrNotFound
-	}
+	fi, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	m.stats.NarHits.Add(1)
-	m.touchNar(row.NarHash)
-	return &NAR{File: f, Size: row.FileSize}, nil
+	m.touchNar(narHash.String())
+	return &NAR{File: f, Size: fi.Size()}, nil
+}
+
+// forgetMissing drops the row of an indexed NAR file that vanished from
+// disk, so its narinfo is no longer advertised on its account.
+func (m *Mirror) forgetMissing(ctx context.Context, narHash nixfmt.Hash, compression string) {
+	if _, err := m.cfg.Index.NarFile(ctx, narHash.String(), compression); err != nil {
+		return
+	}
+	m.log.Warn("indexed NAR file missing on disk; forgetting it", "nar", narHash.String())
+	m.cfg.Index.DeleteNarFile(ctx, narHash.String(), compression)
+	m.rendered.invalidate()
 }
 
 // downloadFor finds a narinfo that names this NAR at an upstream and joins or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +33,8 @@ type Metrics struct {
 	prefetch interface {
 		Running() (prefetch.Progress, int)
 	}
-	proxy *urlcache.Stats
+	proxy    *urlcache.Stats
+	children sync.Map // "kind/outcome" → prometheus.Counter
 }
 
 // SetProxy connects the forward proxy's counters.
@@ -74,6 +76,18 @@ func (m *Metrics) ObserveUpstream(url string) func(time.Duration, error) {
 	}
 }
 
+// requestCounter caches the counter children: a label lookup per request
+// is measurable at tens of thousands of requests a second.
+func (m *Metrics) requestCounter(kind, outcome string) prometheus.Counter {
+	key := kind + "/" + outcome
+	if c, ok := m.children.Load(key); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.requests.WithLabelValues(kind, outcome)
+	m.children.Store(key, c)
+	return c
+}
+
 func (m *Metrics) observeRequest(kind string, status int) {
 	outcome := "ok"
 	switch {
@@ -86,7 +100,7 @@ func (m *Metrics) observeRequest(kind string, status int) {
 	case status >= 500:
 		outcome = "error"
 	}
-	m.requests.WithLabelValues(kind, outcome).Inc()
+	m.requestCounter(kind, outcome).Inc()
 }
 
 var (

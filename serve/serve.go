@@ -92,7 +92,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeError(w, r, err)
 	}
-	s.opts.Log.Debug("request", "method", r.Method, "path", r.URL.Path, "err", err, "took", time.Since(start))
+	if s.opts.Log.Enabled(r.Context(), slog.LevelDebug) {
+		s.opts.Log.Debug("request", "method", r.Method, "path", r.URL.Path, "err", err, "took", time.Since(start))
+	}
 }
 
 // route dispatches on the raw path; nothing reaches a handler that was not
