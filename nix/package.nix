@@ -8,7 +8,7 @@ buildGoModule {
 
   # `go mod vendor` of go.mod/go.sum, hashed with `nix hash path`; update
   # it whenever go.sum changes.
-  vendorHash = "sha256-AvqgDNmF7dho0jaGGWwa+Iu2lmwh2ZMgF7iKZA2s4n8=";
+  vendorHash = "sha256-BKP8GNCM77srmop/hpQJirfwvN8sNO0pZZwcWIBxYXg=";
 
   # xz NARs are verified with liblzma through cgo.
   nativeBuildInputs = [ pkg-config ];
