@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -39,5 +40,27 @@ func TestExampleConfigDocumentsEverySetting(t *testing.T) {
 	})
 	if !regexp.MustCompile(`(?m)^# upstreams:`).Match(data) {
 		t.Error("configs/larder.yaml does not document the upstreams list")
+	}
+}
+
+// nix/package.nix's vendorHash is the hash of `go mod vendor` of this
+// go.mod/go.sum, as buildGoModule computes it; it must follow go.sum.
+func TestVendorHashIsCurrent(t *testing.T) {
+	nixtest.Require(t)
+	vendor := filepath.Join(t.TempDir(), "vendor")
+	cmd := exec.Command("go", "mod", "vendor", "-o", vendor)
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go mod vendor: %v\n%s", err, out)
+	}
+	hash := exec.Command("nix", "--extra-experimental-features", "nix-command", "hash", "path", vendor)
+	out, err := hash.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg, _ := os.ReadFile(filepath.Join("..", "..", "nix", "package.nix"))
+	want := `vendorHash = "` + strings.TrimSpace(string(out)) + `";`
+	if !strings.Contains(string(pkg), want) {
+		t.Fatalf("nix/package.nix is stale: want %s", want)
 	}
 }
