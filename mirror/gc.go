@@ -167,6 +167,7 @@ func (m *Mirror) RunGC(ctx context.Context, force bool) (*GCPlan, error) {
 		if err != nil {
 			return plan, err
 		}
+		m.rendered.invalidate() // before and after: no render of the victim survives
 		if v.Paths, err = gi.EvictNar(ctx, v.NarHash); err != nil {
 			return plan, err
 		}

@@ -55,10 +55,10 @@ func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader,
 	}
 	row := &index.NarInfo{Hash: ni.HashPart(), StorePath: ni.StorePath, NarHash: ni.NarHash.String(),
 		NarSize: int64(ni.NarSize), References: ni.References, Text: string(ni.Bytes()), Source: source}
-	m.rendered.invalidate()
 	if err := m.cfg.Index.PutNarInfo(ctx, row); err != nil {
 		return err
 	}
+	m.rendered.invalidate() // after the write: a render racing it cannot outlive it
 	m.negative.forget(ni.HashPart())
 	m.triggerGC(false)
 	m.enqueueRecompress(f)

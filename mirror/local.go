@@ -111,10 +111,10 @@ func (m *Mirror) commitLocal(ctx context.Context, ni *nixfmt.NarInfo, tmp *os.Fi
 	}
 	row := &index.NarInfo{Hash: ni.HashPart(), StorePath: ni.StorePath, NarHash: ni.NarHash.String(),
 		NarSize: int64(ni.NarSize), References: ni.References, Text: string(stored.Bytes()), Source: SourceLocal}
-	m.rendered.invalidate()
 	if err := m.cfg.Index.PutNarInfo(ctx, row); err != nil {
 		return err
 	}
+	m.rendered.invalidate() // after the write: a render racing it cannot outlive it
 	m.negative.forget(ni.HashPart())
 	return nil
 }

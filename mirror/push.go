@@ -140,6 +140,7 @@ func (m *Mirror) DeletePath(ctx context.Context, hash string) error {
 	if _, err := m.cfg.Index.NarInfo(ctx, hash); err != nil {
 		return ErrNotFound
 	}
+	err := m.cfg.Index.DeleteNarInfo(ctx, hash)
 	m.rendered.invalidate()
-	return m.cfg.Index.DeleteNarInfo(ctx, hash)
+	return err
 }
