@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,10 +62,13 @@ type Cache struct {
 	cfg     Config
 	flights singleflight.Group
 	Stats   Stats
+
+	mu      sync.Mutex
+	streams map[string]*stream // bodies being fetched, by key
 }
 
 // New returns a Cache.
-func New(cfg Config) *Cache { return &Cache{cfg: cfg} }
+func New(cfg Config) *Cache { return &Cache{cfg: cfg, streams: map[string]*stream{}} }
 
 // BlobKey names a kept body.
 func BlobKey(sha string) string { return "url/" + sha }
@@ -107,6 +111,9 @@ func (c *Cache) Serve(r *http.Request) *http.Response {
 	if c.cfg.Offline {
 		return errorResponse(r, http.StatusGatewayTimeout, "larder is offline and has no copy of "+key)
 	}
+	if st := c.streaming(key); st != nil {
+		return c.follow(r, st)
+	}
 	v, err, _ := c.flights.Do(key, func() (any, error) { return c.fetch(key, r.URL.String(), kept) })
 	if err != nil {
 		if kept != nil {
@@ -119,6 +126,8 @@ func (c *Cache) Serve(r *http.Request) *http.Response {
 		return c.hit(r, res)
 	case *buffered:
 		return res.response(r)
+	case *stream:
+		return c.follow(r, res)
 	}
 	return errorResponse(r, http.StatusInternalServerError, "unexpected fetch result")
 }
@@ -166,9 +175,13 @@ func (b *buffered) response(r *http.Request) *http.Response {
 
 // fetch does the one origin request for a URL and keeps a cacheable 200.
 // It runs detached from the client that started it.
-func (c *Cache) fetch(key, rawURL string, kept *index.URL) (any, error) {
+func (c *Cache) fetch(key, rawURL string, kept *index.URL) (result any, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
-	defer cancel()
+	defer func() {
+		if _, streaming := result.(*stream); !streaming {
+			cancel()
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return nil, err
@@ -181,46 +194,123 @@ func (c *Cache) fetch(key, rawURL string, kept *index.URL) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	c.Stats.Misses.Add(1)
 	if resp.StatusCode == http.StatusNotModified && kept != nil {
+		resp.Body.Close()
 		kept.FetchedAt = time.Now()
 		return kept, c.cfg.Index.PutURL(ctx, kept)
 	}
 	cc := strings.ToLower(resp.Header.Get("Cache-Control"))
 	if resp.StatusCode != http.StatusOK || strings.Contains(cc, "no-store") || strings.Contains(cc, "private") {
+		defer resp.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 		return &buffered{status: resp.StatusCode, header: resp.Header, body: body}, err
 	}
-	return c.keep(ctx, key, resp)
+	if resp.ContentLength > c.cfg.MaxSize {
+		resp.Body.Close()
+		return nil, fmt.Errorf("response of %d bytes is over the %d-byte cap: not kept", resp.ContentLength, c.cfg.MaxSize)
+	}
+	st, err := c.keep(key, resp, cancel)
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
-// keep streams a body into a temp file while hashing it and commits it.
-func (c *Cache) keep(ctx context.Context, key string, resp *http.Response) (*index.URL, error) {
+// keep starts streaming a body into a temp file and returns at once: every
+// client reads the growing file while one goroutine fetches, hashes and, at
+// the end, commits it.
+func (c *Cache) keep(key string, resp *http.Response, cancel context.CancelFunc) (*stream, error) {
 	tmp, err := c.cfg.Blobs.CreateTemp()
 	if err != nil {
 		return nil, err
 	}
-	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
+	st := &stream{key: key, tmp: tmp, header: resp.Header.Clone(), size: resp.ContentLength, changed: make(chan struct{})}
+	c.mu.Lock()
+	c.streams[key] = st
+	c.mu.Unlock()
+	go func() {
+		defer cancel()
+		defer resp.Body.Close()
+		u, err := c.fill(st, resp)
+		if err == nil {
+			err = c.commit(st, u)
+		}
+		st.finish(u, err)
+		c.mu.Lock()
+		delete(c.streams, key)
+		c.mu.Unlock()
+		tmp.Close()
+		os.Remove(tmp.Name()) // fails harmlessly once committed
+	}()
+	return st, nil
+}
+
+// fill copies the body into the temp file, hashing it, within the size cap.
+func (c *Cache) fill(st *stream, resp *http.Response) (*index.URL, error) {
 	sum := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, sum), io.LimitReader(resp.Body, c.cfg.MaxSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if n > c.cfg.MaxSize {
-		return nil, fmt.Errorf("response over the %d-byte cap: cut and not kept", c.cfg.MaxSize)
+	buf := make([]byte, 128<<10)
+	var n int64
+	for {
+		k, rerr := resp.Body.Read(buf)
+		if k > 0 {
+			if n+int64(k) > c.cfg.MaxSize {
+				return nil, fmt.Errorf("response over the %d-byte cap: cut and not kept", c.cfg.MaxSize)
+			}
+			if _, err := st.tmp.Write(buf[:k]); err != nil {
+				return nil, err
+			}
+			sum.Write(buf[:k])
+			n += int64(k)
+			st.update(func() { st.written = n })
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
 	}
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
 		return nil, fmt.Errorf("body is %d bytes, Content-Length says %d", n, resp.ContentLength)
 	}
 	c.Stats.BytesFetched.Add(n)
-	u := &index.URL{URL: key, SHA256: hex.EncodeToString(sum.Sum(nil)), Size: n,
+	return &index.URL{URL: st.key, SHA256: hex.EncodeToString(sum.Sum(nil)), Size: n,
 		ContentType: resp.Header.Get("Content-Type"), ETag: resp.Header.Get("ETag"),
-		LastModified: resp.Header.Get("Last-Modified"), FetchedAt: time.Now()}
-	if err := c.cfg.Blobs.Commit(tmp, BlobKey(u.SHA256)); err != nil {
-		return nil, err
+		LastModified: resp.Header.Get("Last-Modified"), FetchedAt: time.Now()}, nil
+}
+
+func (c *Cache) commit(st *stream, u *index.URL) error {
+	if err := c.cfg.Blobs.Commit(st.tmp, BlobKey(u.SHA256)); err != nil {
+		return err
 	}
-	return u, c.cfg.Index.PutURL(ctx, u)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return c.cfg.Index.PutURL(ctx, u)
+}
+
+func (c *Cache) streaming(key string) *stream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streams[key]
+}
+
+// follow answers from a stream: the kept copy if it already finished,
+// otherwise a reader of the growing file that fails if the fetch fails.
+func (c *Cache) follow(r *http.Request, st *stream) *http.Response {
+	body, u, err := st.reader(r.Context())
+	switch {
+	case u != nil:
+		return c.hit(r, u)
+	case err != nil:
+		return errorResponse(r, http.StatusBadGateway, fmt.Sprintf("fetching %s: %v", st.key, err))
+	}
+	h := st.header.Clone()
+	h.Del("Content-Length")
+	h.Set("X-Larder-Cache", "miss")
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: body, ContentLength: st.size, Request: r}
 }
 
 // passthrough forwards a request that must not be cached.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,7 +94,10 @@ func (f *fixture) get(t *testing.T, path string, header ...string) (int, string)
 		return 0, err.Error()
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1, "body cut: " + err.Error() // a fetch that failed after the headers
+	}
 	return resp.StatusCode, string(b)
 }
 
@@ -139,8 +143,8 @@ func TestNotKept(t *testing.T) {
 
 func TestOversizeIsCutAndNotKept(t *testing.T) {
 	f := newFixture(t, []byte(strings.Repeat("x", 2<<20)), nil)
-	if code, _ := f.get(t, "/big"); code == 200 {
-		t.Fatal("an oversize response was delivered whole")
+	if code, body := f.get(t, "/big"); code == 200 {
+		t.Fatalf("an oversize response was delivered whole (%d bytes)", len(body))
 	}
 	if _, err := f.idx.URL(t.Context(), f.origin.URL+"/big"); err == nil {
 		t.Fatal("an oversize response was kept")
@@ -204,4 +208,50 @@ func TestRevalidateConditionally(t *testing.T) {
 	if f.fetches.Load() != 2 || conditional.Load() != 1 {
 		t.Fatalf("%d origin requests, %d conditional (want 2 and 1)", f.fetches.Load(), conditional.Load())
 	}
+}
+
+// The first bytes reach clients while the origin is still sending; a second
+// client joins the same fetch; the whole body is then kept.
+func TestBodiesStreamWhileFetched(t *testing.T) {
+	half := strings.Repeat("a", 256<<10)
+	release := make(chan struct{})
+	f := newFixtureHandler(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(2*len(half)))
+		io.WriteString(w, half)
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, half)
+	}, nil)
+	start := func() (*http.Response, error) {
+		req, _ := http.NewRequest("GET", f.origin.URL+"/slow.tar", nil)
+		return f.client().Do(req)
+	}
+	resp, err := start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, len(half))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != half {
+		t.Fatalf("first half before the origin finished: %v", err)
+	}
+	second, err := start() // joins the fetch in flight
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(resp.Body)
+	all, _ := io.ReadAll(second.Body)
+	resp.Body.Close()
+	second.Body.Close()
+	if len(rest) != len(half) || len(all) != 2*len(half) || f.fetches.Load() != 1 {
+		t.Fatalf("rest %d, second client %d bytes, %d origin fetches", len(rest), len(all), f.fetches.Load())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if u, err := f.idx.URL(t.Context(), f.origin.URL+"/slow.tar"); err == nil && u.Size == int64(2*len(half)) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the streamed body was not kept")
 }
