@@ -2,24 +2,19 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror"
 	"github.com/nixlarder/larder/mirror/bundle"
-	"github.com/nixlarder/larder/mirror/nixfmt"
 	"github.com/nixlarder/larder/mirror/urlcache"
 	"github.com/nixlarder/larder/prefetch"
-	"github.com/nixlarder/larder/serve"
 )
 
 // localSource exports from a data dir, signing with its key.
@@ -42,75 +37,6 @@ func (s localSource) OpenNAR(ctx context.Context, url string) (io.ReadCloser, er
 		return nar.File, nil
 	}
 	return nar.Stream, nil
-}
-
-// NarInfo fetches a narinfo from a server; 404 is mirror.ErrNotFound.
-func (r remote) NarInfo(ctx context.Context, hash string) ([]byte, error) {
-	return r.get(ctx, "/"+hash+".narinfo")
-}
-
-func (r remote) OpenNAR(ctx context.Context, url string) (io.ReadCloser, error) {
-	resp, err := r.getResp(ctx, "/"+url)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
-}
-
-func (r remote) get(ctx context.Context, path string) ([]byte, error) {
-	resp, err := r.getResp(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-}
-
-func (r remote) getResp(ctx context.Context, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url(path), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("larder server %s: %w", r.base, err)
-	}
-	if resp.StatusCode == http.StatusNotFound {
-		resp.Body.Close()
-		return nil, mirror.ErrNotFound
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("larder server: GET %s: %s", path, resp.Status)
-	}
-	return resp, nil
-}
-
-func (r remote) pins(ctx context.Context) ([]prefetch.PinStatus, error) {
-	body, err := r.get(ctx, "/api/pins")
-	if err != nil {
-		return nil, err
-	}
-	var pins []prefetch.PinStatus
-	return pins, json.Unmarshal(body, &pins)
-}
-
-func (r remote) Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader) error {
-	hdr := http.Header{serve.NarInfoHeader: {base64.StdEncoding.EncodeToString(ni.Bytes())}}
-	resp, err := r.do(ctx, http.MethodPut, "/api/import/"+ni.HashPart(), file, hdr)
-	if err != nil {
-		return err
-	}
-	return resp.Body.Close()
-}
-
-func (r remote) SetPin(ctx context.Context, name string, roots []string) error {
-	body, _ := json.Marshal(roots)
-	resp, err := r.do(ctx, http.MethodPut, "/api/pins/"+name, strings.NewReader(string(body)), nil)
-	if err != nil {
-		return err
-	}
-	return resp.Body.Close()
 }
 
 // runExport writes closures as a file:// binary cache plus a manifest.

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,7 +13,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nixlarder/larder/prefetch"
-	"github.com/nixlarder/larder/serve"
 )
 
 var errInterrupted = exitIncomplete{"interrupted; re-run the same command to resume"}
@@ -155,37 +150,6 @@ func openInProcess(fs *pflag.FlagSet) (*dataDir, error) {
 		return nil, err
 	}
 	return openDataDir(cfg, newLogger("warn"), true)
-}
-
-// Prefetch asks the server to do the work and follows its progress stream.
-// Ctrl-C closes the connection, which stops the prefetch there.
-func (r remote) Prefetch(ctx context.Context, req *prefetch.Request, progress func(prefetch.Progress)) (*prefetch.Report, error) {
-	body, _ := json.Marshal(req)
-	resp, err := r.do(ctx, http.MethodPost, "/api/prefetch", bytes.NewReader(body), http.Header{"Content-Type": {"application/json"}})
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var ev serve.Event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return nil, fmt.Errorf("larder server sent %q: %w", sc.Text(), err)
-		}
-		switch {
-		case ev.Report != nil:
-			return ev.Report, nil
-		case ev.Progress != nil:
-			progress(*ev.Progress)
-		case ev.Error != "":
-			return nil, errors.New(ev.Error)
-		}
-	}
-	if ctx.Err() != nil {
-		return nil, errInterrupted
-	}
-	return nil, fmt.Errorf("larder server ended the prefetch without a report: %v", sc.Err())
 }
 
 // parseSize reads "1500", "10K", "2.5M", "1G" (powers of 1024).
