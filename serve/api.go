@@ -60,7 +60,7 @@ const maxAPIBody = 64 << 20 // a store-paths list of a whole channel fits
 // anything is recorded.
 func (s *Server) apiPrefetch(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		return errMethod
+		return methodNotAllowed("POST")
 	}
 	var req prefetch.Request
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&req); err != nil {
@@ -111,7 +111,7 @@ func narInfoFromHeader(r *http.Request, hash string) (*nixfmt.NarInfo, error) {
 // file as the body, checked against the server's own trusted keys.
 func (s *Server) apiImport(w http.ResponseWriter, r *http.Request, hash string) error {
 	if r.Method != http.MethodPut {
-		return errMethod
+		return methodNotAllowed("PUT")
 	}
 	ni, err := narInfoFromHeader(r, hash)
 	if err != nil {
@@ -139,7 +139,7 @@ func (s *Server) apiProxy(w http.ResponseWriter, r *http.Request) error {
 // apiPinURLs records the source URLs a pin needs: PUT /api/pins/<name>/urls.
 func (s *Server) apiPinURLs(w http.ResponseWriter, r *http.Request, name string) error {
 	if r.Method != http.MethodPut {
-		return errMethod
+		return methodNotAllowed("PUT")
 	}
 	var urls []string
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&urls); err != nil {
@@ -155,7 +155,7 @@ func (s *Server) apiPinURLs(w http.ResponseWriter, r *http.Request, name string)
 // apiSetPin records a pin: PUT /api/pins/<name> with a JSON list of roots.
 func (s *Server) apiSetPin(w http.ResponseWriter, r *http.Request, name string) error {
 	if r.Method != http.MethodPut {
-		return errMethod
+		return methodNotAllowed("PUT")
 	}
 	var roots []string
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&roots); err != nil {
@@ -177,7 +177,7 @@ func (s *Server) apiSetPin(w http.ResponseWriter, r *http.Request, name string) 
 // credentials: the bytes must match the CA field and the CA field the path.
 func (s *Server) apiAddCA(w http.ResponseWriter, r *http.Request, hash string) error {
 	if r.Method != http.MethodPut {
-		return errMethod
+		return methodNotAllowed("PUT")
 	}
 	ni, err := narInfoFromHeader(r, hash)
 	if err != nil {
@@ -195,7 +195,7 @@ func (s *Server) apiAddCA(w http.ResponseWriter, r *http.Request, hash string) e
 
 func (s *Server) apiMissing(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		return errMethod
+		return methodNotAllowed("POST")
 	}
 	var req MissingRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&req); err != nil {
@@ -215,7 +215,7 @@ func (s *Server) apiMissing(w http.ResponseWriter, r *http.Request) error {
 // apiPins lists pins with their offline-ready state as JSON.
 func (s *Server) apiPins(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return errMethod
+		return methodNotAllowed("GET, HEAD")
 	}
 	pins, err := s.opts.Tools.PinStatuses(r.Context(), false)
 	if err != nil {

@@ -66,6 +66,14 @@ var errBadRequest = errors.New("bad request")
 // errMethod marks a method the route does not take.
 var errMethod = errors.New("method not allowed")
 
+// methodError is errMethod with the methods the route does take.
+type methodError struct{ allow string }
+
+func (e methodError) Error() string { return "method not allowed; use " + e.allow }
+func (e methodError) Unwrap() error { return errMethod }
+
+func methodNotAllowed(allow string) error { return methodError{allow} }
+
 const maxPathLen = 512
 
 var (
@@ -111,7 +119,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		return s.push(w, r, p)
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return errMethod
+		return methodNotAllowed("GET, HEAD")
 	}
 	switch {
 	case p == "/nix-cache-info":
@@ -255,7 +263,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errBadRequest):
 		code = http.StatusBadRequest
 	case errors.Is(err, errMethod):
-		w.Header().Set("Allow", "GET, HEAD")
+		allow := "GET, HEAD"
+		var me methodError
+		if errors.As(err, &me) {
+			allow = me.allow
+		}
+		w.Header().Set("Allow", allow)
 		code = http.StatusMethodNotAllowed
 	case errors.Is(err, mirror.ErrNotFound):
 		code = http.StatusNotFound

@@ -206,3 +206,21 @@ func TestUnknownPathIs404Fast(t *testing.T) {
 		t.Fatalf("404 took %v", d)
 	}
 }
+
+// A wrong method gets 405 with the methods the route takes.
+func TestMethodNotAllowedNamesAllowed(t *testing.T) {
+	f := newFixtureWith(t, func(o *serve.Options, m *mirror.Mirror) { o.Tools = fakeTools{} })
+	for path, want := range map[string]string{"/nix-cache-info": "GET, HEAD", "/api/prefetch": "POST", "/api/pins": "GET, HEAD"} {
+		method := "POST"
+		if want == "POST" {
+			method = "GET"
+		}
+		resp, _, _ := f.get(t, method, path)
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != want {
+			t.Errorf("%s %s: %d Allow %q, want 405 %q", method, path, resp.StatusCode, resp.Header.Get("Allow"), want)
+		}
+	}
+}
+
+// fakeTools satisfies serve.Tools for routing tests; nothing is called.
+type fakeTools struct{ serve.Tools }
