@@ -36,12 +36,15 @@ func BenchmarkSuite(b *testing.B) {
 	s := &suite{b: b, e: nixtest.NewEnv(b), nginx: nginx}
 	s.corpus()
 	b.ResetTimer()
-	s.narinfoHits()
-	s.cachedNARs()
-	s.coldPath()
-	s.realClient()
-	s.memory()
-	s.scale()
+	for _, f := range []struct {
+		name string
+		run  func()
+	}{{"narinfo", s.narinfoHits}, {"nar", s.cachedNARs}, {"cold", s.coldPath}, {"client", s.realClient},
+		{"memory", s.memory}, {"scale", s.scale}} {
+		if only := os.Getenv("LARDER_BENCH_ONLY"); only == "" || strings.Contains(","+only+",", ","+f.name+",") {
+			f.run()
+		}
+	}
 	b.StopTimer()
 	s.report()
 }
