@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/nixlarder/larder/index"
@@ -78,62 +77,21 @@ func (m *Mirror) enqueuePrepull(row *index.NarInfo, ni *nixfmt.NarInfo) {
 	if m.inFlight(blobKey(ni.NarHash, ni.Compression)) {
 		return
 	}
-	m.prepull.push(prepullJob{ni.NarHash, ni.Compression})
-}
-
-// prepullStack hands out the most recently discovered NAR first. Warming
-// walks a closure from its root down, while Nix substitutes dependencies
-// first: last in, first out pre-pulls the deep paths the client asks for
-// first.
-type prepullStack struct {
-	mu    sync.Mutex
-	jobs  []prepullJob
-	ready chan struct{}
-}
-
-const prepullMax = 16384
-
-func (p *prepullStack) push(j prepullJob) {
-	p.mu.Lock()
-	if len(p.jobs) < prepullMax {
-		p.jobs = append(p.jobs, j)
-	}
-	p.mu.Unlock()
 	select {
-	case p.ready <- struct{}{}:
+	case m.prepullQ <- prepullJob{ni.NarHash, ni.Compression}:
 	default:
 	}
 }
 
-func (p *prepullStack) pop() (prepullJob, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.jobs) == 0 {
-		return prepullJob{}, false
-	}
-	j := p.jobs[len(p.jobs)-1]
-	p.jobs = p.jobs[:len(p.jobs)-1]
-	return j, true
-}
-
 func (m *Mirror) prepullWorker() {
 	for {
-		job, ok := m.prepull.pop()
-		if !ok {
-			select {
-			case <-m.stop:
-				return
-			case <-m.prepull.ready:
-				continue
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DownloadDeadline)
-		m.WaitNAR(ctx, job.narHash, job.compression) // failures are logged by the download
-		cancel()
 		select {
 		case <-m.stop:
 			return
-		default:
+		case job := <-m.prepullQ:
+			ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DownloadDeadline)
+			m.WaitNAR(ctx, job.narHash, job.compression) // failures are logged by the download
+			cancel()
 		}
 	}
 }

@@ -118,13 +118,13 @@ type Mirror struct {
 	recompressQ chan *index.NarFile
 	rendered    renderCache
 
-	warmQ   chan string
-	prepull prepullStack
-	queued  sync.Map // hash parts waiting in warmQ
-	touches chan touch
-	syncs   chan chan struct{}
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	warmQ    chan string
+	prepullQ chan prepullJob
+	queued   sync.Map // hash parts waiting in warmQ
+	touches  chan touch
+	syncs    chan chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // New starts a Mirror and its background workers.
@@ -139,7 +139,7 @@ func New(cfg Config) *Mirror {
 		gcQ:         make(chan bool, 1),
 		recompressQ: make(chan *index.NarFile, 4096),
 		warmQ:       make(chan string, 16384),
-		prepull:     prepullStack{ready: make(chan struct{}, 1)},
+		prepullQ:    make(chan prepullJob, 16384),
 		touches:     make(chan touch, 4096),
 		syncs:       make(chan chan struct{}),
 		stop:        make(chan struct{}),
