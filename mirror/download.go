@@ -7,55 +7,29 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror/codec"
+	"github.com/nixlarder/larder/mirror/growing"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 )
-
-// errFinished means a download committed before a reader could join it.
-var errFinished = errors.New("download already finished")
 
 // ErrVerify marks a NAR whose bytes did not match its narinfo.
 var ErrVerify = errors.New("NAR verification failed")
 
 // download is one upstream fetch of a NAR into a temp file. Any number of
-// readers follow the growing file; they see EOF only once the file verified
-// and was committed, and an error otherwise.
+// readers follow the growing file; they get its last byte and EOF only once
+// the file verified and was committed, and an error otherwise.
 type download struct {
 	key     string
-	narHash string // "sha256:<nix32>", for GC to leave it alone
-	size    int64  // expected file size, or -1
-
-	pace      *rate.Limiter // a prefetch's bandwidth cap, or nil
-	followers atomic.Int32  // clients reading along; they lift the cap
-
-	mu      sync.Mutex
-	tmp     *os.File
-	written int64
-	done    bool
-	err     error
-	changed chan struct{} // closed and replaced on every change
-}
-
-func (d *download) state() (written int64, done bool, err error, changed <-chan struct{}) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.written, d.done, d.err, d.changed
-}
-
-func (d *download) update(f func()) {
-	d.mu.Lock()
-	f()
-	close(d.changed)
-	d.changed = make(chan struct{})
-	d.mu.Unlock()
+	narHash string       // "sha256:<nix32>", for GC to leave it alone
+	size    atomic.Int64 // expected file size, or -1
+	file    *growing.File
+	pace    *rate.Limiter // a prefetch's bandwidth cap, or nil; readers lift it
 }
 
 func (m *Mirror) inFlight(key string) bool {
@@ -86,11 +60,11 @@ func (m *Mirror) startDownloadPaced(row *index.NarInfo, ni *nixfmt.NarInfo, pace
 	if err != nil {
 		return nil, fmt.Errorf("temp file for %s: %w", key, err)
 	}
-	size := int64(-1)
+	d := &download{key: key, narHash: ni.NarHash.String(), file: growing.New(tmp, true), pace: pace}
+	d.size.Store(-1)
 	if ni.FileSize > 0 {
-		size = int64(ni.FileSize)
+		d.size.Store(int64(ni.FileSize))
 	}
-	d := &download{key: key, narHash: ni.NarHash.String(), size: size, tmp: tmp, pace: pace, changed: make(chan struct{})}
 	m.downloads[key] = d
 	m.stats.NarFetches.Add(1)
 	go m.runDownload(d, up, row, ni)
@@ -122,10 +96,10 @@ func (m *Mirror) runDownload(d *download, up Upstream, row *index.NarInfo, ni *n
 	m.mu.Lock()
 	delete(m.downloads, d.key)
 	m.mu.Unlock()
-	d.update(func() { d.done, d.err = true, err })
-	d.tmp.Close()
+	d.file.Finish(err)
+	d.file.OS().Close()
 	if err != nil {
-		os.Remove(d.tmp.Name()) // fails harmlessly if already committed
+		os.Remove(d.file.OS().Name()) // fails harmlessly if already committed
 	}
 }
 
@@ -137,8 +111,8 @@ func (m *Mirror) fetchVerified(ctx context.Context, d *download, up Upstream, ro
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if d.size < 0 && resp.Size >= 0 {
-		d.update(func() { d.size = resp.Size })
+	if d.size.Load() < 0 && resp.Size >= 0 {
+		d.size.Store(resp.Size)
 	}
 	pr, pw := io.Pipe()
 	narResult := make(chan error, 1)
@@ -150,7 +124,7 @@ func (m *Mirror) fetchVerified(ctx context.Context, d *download, up Upstream, ro
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
-			if _, err := d.tmp.Write(buf[:n]); err != nil {
+			if _, err := d.file.Write(buf[:n]); err != nil {
 				pw.CloseWithError(err)
 				return nil, fmt.Errorf("write temp file: %w", err)
 			}
@@ -160,7 +134,6 @@ func (m *Mirror) fetchVerified(ctx context.Context, d *download, up Upstream, ro
 			}
 			total += int64(n)
 			m.stats.BytesFromUpstream.Add(int64(n))
-			d.update(func() { d.written = total })
 			if err := d.throttle(ctx, n); err != nil {
 				pw.CloseWithError(err)
 				<-narResult
@@ -191,7 +164,7 @@ func (m *Mirror) fetchVerified(ctx context.Context, d *download, up Upstream, ro
 // throttle waits for a prefetch's bandwidth cap, unless a client is reading
 // along: client traffic never waits behind a prefetch.
 func (d *download) throttle(ctx context.Context, n int) error {
-	for d.pace != nil && n > 0 && d.followers.Load() == 0 {
+	for d.pace != nil && n > 0 && d.file.Readers() == 0 {
 		chunk := min(n, d.pace.Burst())
 		if err := d.pace.WaitN(ctx, chunk); err != nil {
 			return err
@@ -245,7 +218,7 @@ func verifyNar(r *io.PipeReader, ni *nixfmt.NarInfo) (err error) {
 // commit makes a verified download durable: blob first, then index row, so
 // the index never names a file that is not whole on disk.
 func (m *Mirror) commit(ctx context.Context, d *download, f *index.NarFile) error {
-	if err := m.cfg.Blobs.Commit(d.tmp, d.key); err != nil {
+	if err := m.cfg.Blobs.Commit(d.file.OS(), d.key); err != nil {
 		return err
 	}
 	if err := m.cfg.Index.PutNarFile(ctx, f); err != nil {
@@ -254,69 +227,4 @@ func (m *Mirror) commit(ctx context.Context, d *download, f *index.NarFile) erro
 	}
 	m.enqueueRecompress(f)
 	return nil
-}
-
-// follower reads a download as it grows.
-type follower struct {
-	ctx context.Context
-	d   *download
-	f   *os.File
-	off int64
-}
-
-func (d *download) follow(ctx context.Context) (*follower, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.done {
-		if d.err != nil {
-			return nil, d.err
-		}
-		return nil, errFinished
-	}
-	// A duplicate descriptor keeps reading the same file after the commit
-	// renames it.
-	fd, err := syscall.Dup(int(d.tmp.Fd()))
-	if err != nil {
-		return nil, fmt.Errorf("follow download: %w", err)
-	}
-	d.followers.Add(1)
-	return &follower{ctx: ctx, d: d, f: os.NewFile(uintptr(fd), d.key)}, nil
-}
-
-func (r *follower) Read(p []byte) (int, error) {
-	for {
-		written, done, err, changed := r.d.state()
-		if done && err != nil {
-			return 0, err // never hand out the rest of a bad file
-		}
-		if !done && written > 0 {
-			// Hold the last byte back until the file verified: a client
-			// that got every byte of a bad NAR would see a clean transfer.
-			written--
-		}
-		if r.off < written {
-			if int64(len(p)) > written-r.off {
-				p = p[:written-r.off]
-			}
-			n, rerr := r.f.ReadAt(p, r.off)
-			r.off += int64(n)
-			if rerr == io.EOF && n > 0 {
-				rerr = nil
-			}
-			return n, rerr
-		}
-		if done {
-			return 0, io.EOF
-		}
-		select {
-		case <-changed:
-		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
-		}
-	}
-}
-
-func (r *follower) Close() error {
-	r.d.followers.Add(-1)
-	return r.f.Close()
 }

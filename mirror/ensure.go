@@ -75,7 +75,7 @@ func (m *Mirror) FetchNAR(ctx context.Context, e *Entry, pace *rate.Limiter) (in
 	if err != nil {
 		return 0, err
 	}
-	if err := d.wait(ctx); err != nil {
+	if err := d.file.Wait(ctx); err != nil {
 		return 0, err
 	}
 	f, err := m.cfg.Index.NarFile(ctx, e.row.NarHash, e.Info.Compression)

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/nixlarder/larder/mirror/blob"
+	"github.com/nixlarder/larder/mirror/growing"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 )
 
@@ -42,22 +43,16 @@ func (m *Mirror) OpenNAR(ctx context.Context, narHash nixfmt.Hash, compression s
 		if err != nil {
 			return nil, err
 		}
-		f, err := d.follow(ctx)
-		if errors.Is(err, errFinished) {
+		f, err := d.file.Follow(ctx)
+		if errors.Is(err, growing.ErrFinished) {
 			continue // it committed between the two looks: try the disk again
 		}
 		if err != nil {
 			return nil, err
 		}
-		return &NAR{Stream: f, Size: d.expectedSize()}, nil
+		return &NAR{Stream: f, Size: d.size.Load()}, nil
 	}
 	return nil, ErrNotFound
-}
-
-func (d *download) expectedSize() int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.size
 }
 
 // openCommitted opens a committed file. Blobs are only ever committed after
@@ -132,19 +127,5 @@ func (m *Mirror) WaitNAR(ctx context.Context, narHash nixfmt.Hash, compression s
 	if err != nil {
 		return err
 	}
-	return d.wait(ctx)
-}
-
-func (d *download) wait(ctx context.Context) error {
-	for {
-		_, done, err, changed := d.state()
-		if done {
-			return err
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return d.file.Wait(ctx)
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/nixlarder/larder/index"
+	"github.com/nixlarder/larder/mirror/growing"
 )
 
 // Index is what the cache needs of the index.
@@ -226,7 +227,7 @@ func (c *Cache) keep(key string, resp *http.Response, cancel context.CancelFunc)
 	if err != nil {
 		return nil, err
 	}
-	st := &stream{key: key, tmp: tmp, header: resp.Header.Clone(), size: resp.ContentLength, changed: make(chan struct{})}
+	st := &stream{key: key, file: growing.New(tmp, false), header: resp.Header.Clone(), size: resp.ContentLength}
 	c.mu.Lock()
 	c.streams[key] = st
 	c.mu.Unlock()
@@ -258,12 +259,11 @@ func (c *Cache) fill(st *stream, resp *http.Response) (*index.URL, error) {
 			if n+int64(k) > c.cfg.MaxSize {
 				return nil, fmt.Errorf("response over the %d-byte cap: cut and not kept", c.cfg.MaxSize)
 			}
-			if _, err := st.tmp.Write(buf[:k]); err != nil {
+			if _, err := st.file.Write(buf[:k]); err != nil {
 				return nil, err
 			}
 			sum.Write(buf[:k])
 			n += int64(k)
-			st.update(func() { st.written = n })
 		}
 		if rerr == io.EOF {
 			break
@@ -282,7 +282,7 @@ func (c *Cache) fill(st *stream, resp *http.Response) (*index.URL, error) {
 }
 
 func (c *Cache) commit(st *stream, u *index.URL) error {
-	if err := c.cfg.Blobs.Commit(st.tmp, BlobKey(u.SHA256)); err != nil {
+	if err := c.cfg.Blobs.Commit(st.file.OS(), BlobKey(u.SHA256)); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
