@@ -29,11 +29,12 @@ func (m *Mirror) Import(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader)
 	if m.Has(ctx, ni.HashPart()) {
 		return nil
 	}
-	return m.ingest(ctx, ni, file, SourceImport)
+	return m.ingest(ctx, ni, file, SourceImport, nil)
 }
 
-// ingest verifies a NAR file against its narinfo and commits both.
-func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader, source string) error {
+// ingest verifies a NAR file against its narinfo (and with check, if
+// given, against anything else) and commits both.
+func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader, source string, check func(*os.File) error) error {
 	tmp, err := m.cfg.Blobs.CreateTemp()
 	if err != nil {
 		return err
@@ -46,6 +47,11 @@ func (m *Mirror) ingest(ctx context.Context, ni *nixfmt.NarInfo, file io.Reader,
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	if check != nil {
+		if err := check(tmp); err != nil {
+			return err
+		}
 	}
 	if err := m.cfg.Blobs.Commit(tmp, blobKey(ni.NarHash, ni.Compression)); err != nil {
 		return err

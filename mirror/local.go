@@ -2,14 +2,12 @@ package mirror
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"github.com/nixlarder/larder/index"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 )
 
@@ -30,24 +28,15 @@ func (m *Mirror) AddCA(ctx context.Context, ni *nixfmt.NarInfo, nar io.Reader) e
 	if err := m.referencesPresent(ctx, ni); err != nil {
 		return err
 	}
-	tmp, err := m.cfg.Blobs.CreateTemp()
-	if err != nil {
-		return err
-	}
-	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
-	sum := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, sum), io.LimitReader(nar, int64(ni.NarSize)+1))
-	if err != nil {
-		return fmt.Errorf("receive NAR of %s: %w", ni.StorePath, err)
-	}
-	got := nixfmt.Hash{Algo: "sha256", Digest: sum.Sum(nil)}
-	if uint64(n) != ni.NarSize || !got.Equal(ni.NarHash) {
-		return fmt.Errorf("%w: %s: NAR is %d bytes with hash %s, expected %d bytes with %s", ErrRejected, ni.StorePath, n, got, ni.NarSize, ni.NarHash)
-	}
-	if err := checkCAContent(ni, tmp); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrRejected, ni.StorePath, err)
-	}
-	return m.commitLocal(ctx, ni, tmp)
+	stored := *ni
+	stored.Compression, stored.URL = "none", narURL(ni.NarHash, "none")
+	stored.FileHash, stored.FileSize = ni.NarHash, ni.NarSize
+	return m.ingest(ctx, &stored, nar, SourceLocal, func(f *os.File) error {
+		if err := checkCAContent(ni, f); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrRejected, ni.StorePath, err)
+		}
+		return nil
+	})
 }
 
 // referencesPresent refuses a path whose references Larder cannot serve.
@@ -93,28 +82,5 @@ func checkCAContent(ni *nixfmt.NarInfo, f *os.File) error {
 	if !got.Equal(want) {
 		return fmt.Errorf("contents hash to %s, CA says %s", got, want)
 	}
-	return nil
-}
-
-func (m *Mirror) commitLocal(ctx context.Context, ni *nixfmt.NarInfo, tmp *os.File) error {
-	stored := *ni
-	stored.Compression, stored.URL = "none", narURL(ni.NarHash, "none")
-	stored.FileHash, stored.FileSize = ni.NarHash, ni.NarSize
-	key := blobKey(ni.NarHash, "none")
-	if err := m.cfg.Blobs.Commit(tmp, key); err != nil {
-		return err
-	}
-	file := &index.NarFile{NarHash: ni.NarHash.String(), Compression: "none", FileHash: ni.NarHash.String(),
-		FileSize: int64(ni.NarSize), NarSize: int64(ni.NarSize)}
-	if err := m.cfg.Index.PutNarFile(ctx, file); err != nil {
-		return err
-	}
-	row := &index.NarInfo{Hash: ni.HashPart(), StorePath: ni.StorePath, NarHash: ni.NarHash.String(),
-		NarSize: int64(ni.NarSize), References: ni.References, Text: string(stored.Bytes()), Source: SourceLocal}
-	if err := m.cfg.Index.PutNarInfo(ctx, row); err != nil {
-		return err
-	}
-	m.rendered.invalidate() // after the write: a render racing it cannot outlive it
-	m.negative.forget(ni.HashPart())
 	return nil
 }

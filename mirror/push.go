@@ -101,7 +101,7 @@ func (m *Mirror) Push(ctx context.Context, ni *nixfmt.NarInfo, requireSig bool) 
 		return err
 	}
 	defer f.Close()
-	if err := m.ingest(ctx, ni, f, SourcePush); err != nil {
+	if err := m.ingest(ctx, ni, f, SourcePush, nil); err != nil {
 		return err
 	}
 	m.stats.Pushes.Add(1)
