@@ -7,20 +7,7 @@ import (
 // AllNarFiles returns every NAR file row, least recently used first: the
 // order garbage collection evicts in and verification walks.
 func (db *DB) AllNarFiles(ctx context.Context) ([]*NarFile, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+narFileCols+` FROM nar_files ORDER BY last_access, nar_hash`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*NarFile
-	for rows.Next() {
-		f, err := scanNarFile(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.read, scanNarFile, `SELECT `+narFileCols+` FROM nar_files ORDER BY last_access, nar_hash`)
 }
 
 // EvictNar forgets a NAR and every narinfo that names it, in one
@@ -32,20 +19,10 @@ func (db *DB) EvictNar(ctx context.Context, narHash string) ([]string, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT store_path FROM narinfos WHERE nar_hash = ?`, narHash)
+	paths, err := queryAll(ctx, tx, scanString, `SELECT store_path FROM narinfos WHERE nar_hash = ?`, narHash)
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		paths = append(paths, p)
-	}
-	rows.Close()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM narinfos WHERE nar_hash = ?`, narHash); err != nil {
 		return nil, err
 	}

@@ -128,7 +128,7 @@ type NarInfo struct {
 
 const narInfoCols = `hash, store_path, nar_hash, nar_size, refs, narinfo, source, nar_url, created_at, last_access`
 
-func scanNarInfo(row interface{ Scan(...any) error }) (*NarInfo, error) {
+func scanNarInfo(row scanner) (*NarInfo, error) {
 	var n NarInfo
 	var refs string
 	var created, access int64
@@ -151,30 +151,21 @@ func (db *DB) NarInfo(ctx context.Context, hash string) (*NarInfo, error) {
 
 // NarInfosByNarHash returns the narinfos whose NAR has this hash.
 func (db *DB) NarInfosByNarHash(ctx context.Context, narHash string) ([]*NarInfo, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+narInfoCols+` FROM narinfos WHERE nar_hash = ?`, narHash)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*NarInfo
-	for rows.Next() {
-		n, err := scanNarInfo(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.read, scanNarInfo, `SELECT `+narInfoCols+` FROM narinfos WHERE nar_hash = ?`, narHash)
+}
+
+const upsertNarInfo = `INSERT INTO narinfos (` + narInfoCols + `) VALUES (?,?,?,?,?,?,?,?,?,?)
+	ON CONFLICT(hash) DO UPDATE SET store_path=excluded.store_path, nar_hash=excluded.nar_hash,
+	nar_size=excluded.nar_size, refs=excluded.refs, narinfo=excluded.narinfo, source=excluded.source,
+	nar_url=excluded.nar_url, last_access=excluded.last_access`
+
+func narInfoArgs(n *NarInfo, t int64) []any {
+	return []any{n.Hash, n.StorePath, n.NarHash, n.NarSize, strings.Join(n.References, " "), n.Text, n.Source, n.NarURL, t, t}
 }
 
 // PutNarInfo inserts or replaces a narinfo.
 func (db *DB) PutNarInfo(ctx context.Context, n *NarInfo) error {
-	t := now()
-	_, err := db.write.ExecContext(ctx, `INSERT INTO narinfos (`+narInfoCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(hash) DO UPDATE SET store_path=excluded.store_path, nar_hash=excluded.nar_hash,
-		nar_size=excluded.nar_size, refs=excluded.refs, narinfo=excluded.narinfo, source=excluded.source,
-		nar_url=excluded.nar_url, last_access=excluded.last_access`,
-		n.Hash, n.StorePath, n.NarHash, n.NarSize, strings.Join(n.References, " "), n.Text, n.Source, n.NarURL, t, t)
+	_, err := db.write.ExecContext(ctx, upsertNarInfo, narInfoArgs(n, now())...)
 	if err != nil {
 		return fmt.Errorf("index narinfo %s: %w", n.Hash, err)
 	}
@@ -200,7 +191,7 @@ type NarFile struct {
 
 const narFileCols = `nar_hash, compression, file_hash, file_size, nar_size, created_at, last_access`
 
-func scanNarFile(row interface{ Scan(...any) error }) (*NarFile, error) {
+func scanNarFile(row scanner) (*NarFile, error) {
 	var f NarFile
 	var created, access int64
 	err := row.Scan(&f.NarHash, &f.Compression, &f.FileHash, &f.FileSize, &f.NarSize, &created, &access)
@@ -222,21 +213,8 @@ func (db *DB) NarFile(ctx context.Context, narHash, compression string) (*NarFil
 
 // NarFiles returns every stored representation of a NAR, smallest first.
 func (db *DB) NarFiles(ctx context.Context, narHash string) ([]*NarFile, error) {
-	rows, err := db.read.QueryContext(ctx,
+	return queryAll(ctx, db.read, scanNarFile,
 		`SELECT `+narFileCols+` FROM nar_files WHERE nar_hash = ? ORDER BY file_size`, narHash)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*NarFile
-	for rows.Next() {
-		f, err := scanNarFile(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, rows.Err()
 }
 
 // PutNarFile records a committed NAR file.
@@ -294,15 +272,14 @@ func (db *DB) PutNarInfosBulk(ctx context.Context, rows []*NarInfo) error {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO narinfos (`+narInfoCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)`)
+	stmt, err := tx.PrepareContext(ctx, upsertNarInfo)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
 	t := now()
 	for _, n := range rows {
-		if _, err := stmt.ExecContext(ctx, n.Hash, n.StorePath, n.NarHash, n.NarSize, strings.Join(n.References, " "),
-			n.Text, n.Source, n.NarURL, t, t); err != nil {
+		if _, err := stmt.ExecContext(ctx, narInfoArgs(n, t)...); err != nil {
 			return err
 		}
 	}

@@ -95,19 +95,6 @@ func (db *DB) Pin(ctx context.Context, name string) (*Pin, error) {
 
 // StorePaths lists every store path whose narinfo and a NAR file are indexed.
 func (db *DB) StorePaths(ctx context.Context) ([]string, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT n.store_path FROM narinfos n
+	return queryAll(ctx, db.read, scanString, `SELECT n.store_path FROM narinfos n
 		WHERE EXISTS (SELECT 1 FROM nar_files f WHERE f.nar_hash = n.nar_hash) ORDER BY n.store_path`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
 }

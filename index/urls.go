@@ -54,18 +54,5 @@ func (db *DB) PinURLs(ctx context.Context, pin string, urls []string) error {
 
 // URLsOfPin lists the URLs recorded under a pin.
 func (db *DB) URLsOfPin(ctx context.Context, pin string) ([]string, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT url FROM pin_urls WHERE pin = ? ORDER BY url`, pin)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.read, scanString, `SELECT url FROM pin_urls WHERE pin = ? ORDER BY url`, pin)
 }
