@@ -171,21 +171,15 @@ func readInventory(path string) (map[string]bool, error) {
 // runInventory prints what a data dir holds, for --exclude on the other side.
 func runInventory(args []string) error {
 	fs := readerFlags("inventory")
-	if err := fs.Parse(args); err != nil {
-		return helpIsFine(err)
-	}
-	dd, err := openReader(fs)
-	if err != nil {
+	return withReader(fs, args, func(dd *dataDir) error {
+		paths, err := dd.idx.StorePaths(context.Background())
+		if err != nil {
+			return err
+		}
+		out, _ := json.MarshalIndent(bundle.Inventory{Paths: paths}, "", "  ")
+		_, err = fmt.Println(string(out))
 		return err
-	}
-	defer dd.Close()
-	paths, err := dd.idx.StorePaths(context.Background())
-	if err != nil {
-		return err
-	}
-	out, _ := json.MarshalIndent(bundle.Inventory{Paths: paths}, "", "  ")
-	_, err = fmt.Println(string(out))
-	return err
+	})
 }
 
 // importSink is where an import goes: a server's /api or the data dir.

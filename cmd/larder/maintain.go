@@ -55,29 +55,23 @@ func runGC(args []string) error {
 func runVerify(args []string) error {
 	fs := readerFlags("verify")
 	repair := fs.Bool("repair", false, "quarantine damaged files and forget them (they are refetched on demand)")
-	if err := fs.Parse(args); err != nil {
-		return helpIsFine(err)
-	}
-	dd, err := openReader(fs)
-	if err != nil {
-		return err
-	}
-	defer dd.Close()
-	rep, err := dd.mirror.Verify(context.Background(), *repair, nil)
-	if err != nil {
-		return err
-	}
-	for _, d := range rep.Damaged {
-		fmt.Printf("damaged: %s: %s\n", d.Key, d.Reason)
-		if d.QuarantinedAs != "" {
-			fmt.Printf("  quarantined as %s\n", d.QuarantinedAs)
+	return withReader(fs, args, func(dd *dataDir) error {
+		rep, err := dd.mirror.Verify(context.Background(), *repair, nil)
+		if err != nil {
+			return err
 		}
-	}
-	fmt.Printf("%d NAR files, %s verified; %d damaged\n", rep.Files, prefetch.HumanBytes(rep.Bytes), len(rep.Damaged))
-	if len(rep.Damaged) > 0 && !*repair {
-		return exitIncomplete{"damaged NAR files found (run with --repair)"}
-	}
-	return nil
+		for _, d := range rep.Damaged {
+			fmt.Printf("damaged: %s: %s\n", d.Key, d.Reason)
+			if d.QuarantinedAs != "" {
+				fmt.Printf("  quarantined as %s\n", d.QuarantinedAs)
+			}
+		}
+		fmt.Printf("%d NAR files, %s verified; %d damaged\n", rep.Files, prefetch.HumanBytes(rep.Bytes), len(rep.Damaged))
+		if len(rep.Damaged) > 0 && !*repair {
+			return exitIncomplete{"damaged NAR files found (run with --repair)"}
+		}
+		return nil
+	})
 }
 
 // quickPins lists pins with sizes-only checks, as the status figures use.
@@ -88,18 +82,12 @@ func quickPins(svc *prefetch.Service) func(context.Context) ([]prefetch.PinStatu
 // runStats prints the status page's figures from a data dir.
 func runStats(args []string) error {
 	fs := readerFlags("stats")
-	if err := fs.Parse(args); err != nil {
-		return helpIsFine(err)
-	}
-	dd, err := openReader(fs)
-	if err != nil {
-		return err
-	}
-	defer dd.Close()
-	st, err := serve.BuildStatus(context.Background(), dd.idx, dd.mirror.StoreUsage, quickPins(dd.service()), nil)
-	if err != nil {
-		return err
-	}
-	fmt.Print(st.Text())
-	return nil
+	return withReader(fs, args, func(dd *dataDir) error {
+		st, err := serve.BuildStatus(context.Background(), dd.idx, dd.mirror.StoreUsage, quickPins(dd.service()), nil)
+		if err != nil {
+			return err
+		}
+		fmt.Print(st.Text())
+		return nil
+	})
 }
