@@ -22,9 +22,8 @@ func BenchmarkColdPathRealNix(b *testing.B) {
 	}
 	e := nixtest.NewEnv(b)
 	closure := nixtest.BuildClosure(b, e, nixtest.ClosureSpec{Paths: paths, FileBytes: 256 << 10})
-	upKey := nixtest.GenKey(b, e, "upstream-bench-1")
-	nixtest.Sign(b, e, upKey, closure.Root)
-	up := nixtest.ServeDir(b, nixtest.Publish(b, e, "zstd", closure.Root), 20*time.Millisecond)
+	upKey, published := nixtest.SignedCache(b, e, "upstream-bench-1", "zstd", closure.Root)
+	up := nixtest.ServeDir(b, published, 20*time.Millisecond)
 
 	var direct, larder time.Duration
 	b.ResetTimer()

@@ -125,9 +125,8 @@ func TestEndToEndPullThroughWithRealNix(t *testing.T) {
 	nixtest.Require(t)
 	e := nixtest.NewEnv(t)
 	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 8, FileBytes: 64 << 10})
-	upKey := nixtest.GenKey(t, e, "upstream-e2e-1")
-	nixtest.Sign(t, e, upKey, closure.Root)
-	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "xz", closure.Root), 0)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-e2e-1", "xz", closure.Root)
+	up := nixtest.ServeDir(t, published, 0)
 
 	// Larder signs with a key made by Nix's own tool: keys are interchangeable.
 	larderKey := nixtest.GenKey(t, e, "larder-e2e-1")
@@ -192,9 +191,7 @@ func TestKill9DuringDownloads(t *testing.T) {
 	nixtest.Require(t)
 	e := nixtest.NewEnv(t)
 	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 4, FileBytes: 2 << 20})
-	upKey := nixtest.GenKey(t, e, "upstream-kill-1")
-	nixtest.Sign(t, e, upKey, closure.Root)
-	cacheDir := nixtest.Publish(t, e, "none", closure.Root)
+	upKey, cacheDir := nixtest.SignedCache(t, e, "upstream-kill-1", "none", closure.Root)
 	// A slow upstream: every request waits, so downloads are mid-flight at the kill.
 	slow := throttledFileServer(t, cacheDir, 256<<10)
 

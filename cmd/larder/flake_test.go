@@ -70,9 +70,8 @@ func TestPrefetchFlakeWithInputs(t *testing.T) {
 	e.Run(t, "", "nix", "build", "--no-link", installable)
 	out := strings.TrimSpace(e.Run(t, "", "nix", "path-info", installable))
 
-	upKey := nixtest.GenKey(t, e, "upstream-flake-1")
-	nixtest.Sign(t, e, upKey, out)
-	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "zstd", out), 0)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-flake-1", "zstd", out)
+	up := nixtest.ServeDir(t, published, 0)
 	l := startLarder(t, t.TempDir(), "--upstream", up.URL, "--trusted-key", upKey.Public)
 
 	stdout, errOut, code := runIn(t, []string{"HOME=" + root}, "prefetch", "--server", l.URL, "--pin", "flake",

@@ -19,9 +19,8 @@ func TestGCAndVerifyWithRealNix(t *testing.T) {
 	e := nixtest.NewEnv(t)
 	keep := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 4, FileBytes: 256 << 10})
 	loose := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 6, FileBytes: 256 << 10})
-	upKey := nixtest.GenKey(t, e, "upstream-gc-1")
-	nixtest.Sign(t, e, upKey, keep.Root, loose.Root)
-	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "none", keep.Root, loose.Root), 0)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-gc-1", "none", keep.Root, loose.Root)
+	up := nixtest.ServeDir(t, published, 0)
 	dataDir := t.TempDir()
 	// 10 paths of ~256 KiB; room for about 7.
 	l := startLarder(t, dataDir, "--upstream", up.URL, "--trusted-key", upKey.Public, "--max-size", "1900K")

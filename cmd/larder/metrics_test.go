@@ -41,9 +41,8 @@ func TestMetricsThroughRealClient(t *testing.T) {
 	nixtest.Require(t)
 	e := nixtest.NewEnv(t)
 	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 5, FileBytes: 64 << 10})
-	upKey := nixtest.GenKey(t, e, "upstream-metrics-1")
-	nixtest.Sign(t, e, upKey, closure.Root)
-	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "xz", closure.Root), 0)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-metrics-1", "xz", closure.Root)
+	up := nixtest.ServeDir(t, published, 0)
 	l := startLarder(t, t.TempDir(), "--upstream", up.URL, "--trusted-key", upKey.Public, "--prepull=false")
 	key := l.pubkey(t)
 

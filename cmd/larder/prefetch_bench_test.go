@@ -27,9 +27,7 @@ func BenchmarkPrefetchClosure(b *testing.B) {
 	const bandwidth = 50 << 20
 	e := nixtest.NewEnv(b)
 	closure := nixtest.BuildClosure(b, e, nixtest.ClosureSpec{Paths: paths, FileBytes: 3 << 20})
-	upKey := nixtest.GenKey(b, e, "upstream-pfbench-1")
-	nixtest.Sign(b, e, upKey, closure.Root)
-	dir := nixtest.Publish(b, e, "zstd", closure.Root)
+	upKey, dir := nixtest.SignedCache(b, e, "upstream-pfbench-1", "zstd", closure.Root)
 	fileBytes := dirBytes(b, filepath.Join(dir, "nar"))
 	up := nixtest.ServeDirThrottled(b, dir, 50*time.Millisecond, bandwidth)
 

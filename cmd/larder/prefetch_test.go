@@ -42,9 +42,8 @@ func TestPrefetchPinCheckOffline(t *testing.T) {
 	nixtest.Require(t)
 	e := nixtest.NewEnv(t)
 	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 24, FileBytes: 32 << 10})
-	upKey := nixtest.GenKey(t, e, "upstream-pf-1")
-	nixtest.Sign(t, e, upKey, closure.Root)
-	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "xz", closure.Root), 5*time.Millisecond)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-pf-1", "xz", closure.Root)
+	up := nixtest.ServeDir(t, published, 5*time.Millisecond)
 	dataDir := t.TempDir()
 	l := startLarder(t, dataDir, "--upstream", up.URL, "--trusted-key", upKey.Public, "--prepull=false")
 
@@ -117,9 +116,8 @@ func TestPrefetchInterruptResumes(t *testing.T) {
 	nixtest.Require(t)
 	e := nixtest.NewEnv(t)
 	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 6, FileBytes: 512 << 10})
-	upKey := nixtest.GenKey(t, e, "upstream-int-1")
-	nixtest.Sign(t, e, upKey, closure.Root)
-	slow := newCountingServer(t, nixtest.Publish(t, e, "none", closure.Root), 1<<20)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-int-1", "none", closure.Root)
+	slow := newCountingServer(t, published, 1<<20)
 	dataDir := t.TempDir()
 	l := startLarder(t, dataDir, "--upstream", slow.URL, "--trusted-key", upKey.Public, "--prepull=false")
 
@@ -160,9 +158,8 @@ func TestPrefetchBadInput(t *testing.T) {
 	nixtest.Require(t)
 	e := nixtest.NewEnv(t)
 	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 2, FileBytes: 1024})
-	upKey := nixtest.GenKey(t, e, "upstream-bad-1")
-	nixtest.Sign(t, e, upKey, closure.Root)
-	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "none", closure.Root), 0)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-bad-1", "none", closure.Root)
+	up := nixtest.ServeDir(t, published, 0)
 	dataDir := t.TempDir()
 	l := startLarder(t, dataDir, "--upstream", up.URL, "--trusted-key", upKey.Public)
 
@@ -198,9 +195,8 @@ func TestPrefetchInProcess(t *testing.T) {
 	nixtest.Require(t)
 	e := nixtest.NewEnv(t)
 	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 5, FileBytes: 8 << 10})
-	upKey := nixtest.GenKey(t, e, "upstream-inproc-1")
-	nixtest.Sign(t, e, upKey, closure.Root)
-	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "zstd", closure.Root), 0)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-inproc-1", "zstd", closure.Root)
+	up := nixtest.ServeDir(t, published, 0)
 	dataDir := t.TempDir()
 
 	cmd := exec.Command(larderBin, "prefetch", "--data-dir", dataDir, "--upstream", up.URL,

@@ -69,9 +69,8 @@ func TestChainedLarders(t *testing.T) {
 	nixtest.Require(t)
 	e := nixtest.NewEnv(t)
 	closure := nixtest.BuildClosure(t, e, nixtest.ClosureSpec{Paths: 5, FileBytes: 16 << 10})
-	upKey := nixtest.GenKey(t, e, "upstream-chain-1")
-	nixtest.Sign(t, e, upKey, closure.Root)
-	up := nixtest.ServeDir(t, nixtest.Publish(t, e, "xz", closure.Root), 0)
+	upKey, published := nixtest.SignedCache(t, e, "upstream-chain-1", "xz", closure.Root)
+	up := nixtest.ServeDir(t, published, 0)
 	a := startLarder(t, t.TempDir(), "--upstream", up.URL, "--trusted-key", upKey.Public)
 	b := startLarder(t, t.TempDir(), "--upstream", a.URL, "--trusted-key", a.pubkey(t))
 	if _, err := nixtest.CopyFrom(t, e, b.URL, []string{b.pubkey(t)}, closure.Root); err != nil {

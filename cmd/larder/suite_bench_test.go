@@ -90,9 +90,7 @@ func envInt(name string, def int) int {
 func (s *suite) corpus() {
 	paths, size := envInt("LARDER_BENCH_PATHS", 300), envInt("LARDER_BENCH_FILE_KIB", 1800)
 	s.closure = nixtest.BuildClosure(s.b, s.e, nixtest.ClosureSpec{Paths: paths, FileBytes: size << 10})
-	s.upKey = nixtest.GenKey(s.b, s.e, "upstream-suite-1")
-	nixtest.Sign(s.b, s.e, s.upKey, s.closure.Root)
-	s.xzDir = nixtest.Publish(s.b, s.e, "xz", s.closure.Root)
+	s.upKey, s.xzDir = nixtest.SignedCache(s.b, s.e, "upstream-suite-1", "xz", s.closure.Root)
 	for _, p := range s.closure.Paths {
 		s.narinfo = append(s.narinfo, "/"+filepath.Base(p)[:32]+".narinfo")
 	}

@@ -145,3 +145,13 @@ func CopyFrom(t testing.TB, e *Env, url string, trusted []string, paths ...strin
 	_, err := e.Try(conf, "nix", append([]string{"copy", "--from", url, "--to", "local?root=" + root}, paths...)...)
 	return root, err
 }
+
+// SignedCache makes a key named keyName with Nix's tool, signs the closures
+// of paths with it, and publishes them as a file:// cache: an upstream as
+// Nix writes one. It returns the key and the cache directory.
+func SignedCache(t testing.TB, e *Env, keyName, compression string, paths ...string) (Key, string) {
+	t.Helper()
+	k := GenKey(t, e, keyName)
+	Sign(t, e, k, paths...)
+	return k, Publish(t, e, compression, paths...)
+}
