@@ -31,16 +31,9 @@ func TestProxyKeepsFixedOutputSources(t *testing.T) {
 	nonce := fmt.Sprint(time.Now().UnixNano())
 	source := "a source tarball only the origin has " + nonce + "\n"
 	sum := sha256.Sum256([]byte(source))
-	var fetches atomic.Int64
-	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetches.Add(1)
-		w.Write([]byte(source))
-	}))
-	defer origin.Close()
 	dir := t.TempDir()
-	originCert := filepath.Join(dir, "origin.pem")
-	writeFile(t, originCert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.Certificate().Raw})))
-	_, originPort, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	origin, originCert, originPort, fetches := tlsOrigin(t, dir, source)
+	defer origin.Close()
 
 	dataDir := t.TempDir()
 	proxyAddr := freeAddr(t)
@@ -90,16 +83,9 @@ func TestProxySourcesPinnedAndBundled(t *testing.T) {
 	nonce := fmt.Sprint(time.Now().UnixNano())
 	source := "pinned source " + nonce + "\n"
 	sum := sha256.Sum256([]byte(source))
-	var fetches atomic.Int64
-	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetches.Add(1)
-		w.Write([]byte(source))
-	}))
-	defer origin.Close()
 	dir := t.TempDir()
-	originCert := filepath.Join(dir, "origin.pem")
-	writeFile(t, originCert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.Certificate().Raw})))
-	_, originPort, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	origin, originCert, originPort, fetches := tlsOrigin(t, dir, source)
+	defer origin.Close()
 	srcURL := origin.URL + "/src.txt"
 
 	flakeDir := filepath.Join(dir, "app")
@@ -155,4 +141,19 @@ func TestProxySourcesPinnedAndBundled(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != source {
 		t.Fatalf("air-gapped proxy: %d %q", resp.StatusCode, body)
 	}
+}
+
+// tlsOrigin is an HTTPS origin serving body with a certificate the test
+// made; it returns the server, that certificate as a PEM file in dir (for
+// Larder's SSL_CERT_FILE), its port, and a count of its requests.
+func tlsOrigin(t testing.TB, dir, body string) (*httptest.Server, string, string, *atomic.Int64) {
+	fetches := new(atomic.Int64)
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		io.WriteString(w, body)
+	}))
+	certFile := filepath.Join(dir, "origin.pem")
+	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: origin.Certificate().Raw})))
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	return origin, certFile, port, fetches
 }
