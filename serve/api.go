@@ -63,8 +63,8 @@ func (s *Server) apiPrefetch(w http.ResponseWriter, r *http.Request) error {
 		return methodNotAllowed("POST")
 	}
 	var req prefetch.Request
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&req); err != nil {
-		return fmt.Errorf("%w: prefetch request: %v", errBadRequest, err)
+	if err := decodeJSON(r, "prefetch request", &req); err != nil {
+		return err
 	}
 	var mu sync.Mutex
 	started := false
@@ -142,8 +142,8 @@ func (s *Server) apiPinURLs(w http.ResponseWriter, r *http.Request, name string)
 		return methodNotAllowed("PUT")
 	}
 	var urls []string
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&urls); err != nil {
-		return fmt.Errorf("%w: pin URLs: %v", errBadRequest, err)
+	if err := decodeJSON(r, "pin URLs", &urls); err != nil {
+		return err
 	}
 	if err := s.opts.Tools.PinURLs(r.Context(), name, urls); err != nil {
 		return err
@@ -158,8 +158,8 @@ func (s *Server) apiSetPin(w http.ResponseWriter, r *http.Request, name string) 
 		return methodNotAllowed("PUT")
 	}
 	var roots []string
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&roots); err != nil {
-		return fmt.Errorf("%w: pin roots: %v", errBadRequest, err)
+	if err := decodeJSON(r, "pin roots", &roots); err != nil {
+		return err
 	}
 	for _, root := range roots {
 		if _, err := prefetch.ParseRoot(root); err != nil {
@@ -198,8 +198,8 @@ func (s *Server) apiMissing(w http.ResponseWriter, r *http.Request) error {
 		return methodNotAllowed("POST")
 	}
 	var req MissingRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(&req); err != nil {
-		return fmt.Errorf("%w: %v", errBadRequest, err)
+	if err := decodeJSON(r, "missing request", &req); err != nil {
+		return err
 	}
 	missing, err := s.opts.Tools.Missing(r.Context(), req.Paths)
 	if errors.Is(err, prefetch.ErrBadInput) {
@@ -223,4 +223,12 @@ func (s *Server) apiPins(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(pins)
+}
+
+// decodeJSON reads a bounded JSON request body; a bad one is a 400.
+func decodeJSON(r *http.Request, what string, v any) error {
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody)).Decode(v); err != nil {
+		return fmt.Errorf("%w: %s: %v", errBadRequest, what, err)
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,19 +19,7 @@ import (
 // run runs the larder binary and returns stdout, stderr and the exit code.
 func run(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(larderBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return stdout.String(), stderr.String(), 0
-	case errors.As(err, &exit):
-		return stdout.String(), stderr.String(), exit.ExitCode()
-	}
-	t.Fatal(err)
-	return "", "", -1
+	return runIn(t, nil, args...)
 }
 
 // The offline story: prefetch a pinned closure through a running Larder,
