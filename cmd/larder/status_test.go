@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/nixlarder/larder/cmd/larder/internal/nixtest"
+	"github.com/nixlarder/larder/mirror/mirrortest"
 )
 
 // chromium runs headless Chromium with the flags this machine needs and
@@ -18,10 +19,7 @@ func chromium(t testing.TB, args ...string) (string, string) {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
-		if os.Getenv("LARDER_E2E") == "require" {
-			t.Fatal("chromium is required (apt-get install chromium)")
-		}
-		t.Skip("chromium not installed")
+		mirrortest.Unavailable(t, "chromium not installed (apt-get install chromium)")
 	}
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nixlarder/larder/mirror/localstore"
+	"github.com/nixlarder/larder/mirror/mirrortest"
 	"github.com/nixlarder/larder/mirror/nixfmt"
 )
 
@@ -20,10 +21,7 @@ import (
 func storeWithPath(t *testing.T) (string, string) {
 	t.Helper()
 	if _, err := exec.LookPath("nix-build"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("LARDER_E2E") == "require" {
-			t.Fatal("nix-build and root are required")
-		}
-		t.Skip("needs nix-build and root")
+		mirrortest.Unavailable(t, "needs nix-build and root")
 	}
 	dir := t.TempDir()
 	expr := filepath.Join(dir, "p.nix")
