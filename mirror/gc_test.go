@@ -166,3 +166,28 @@ func TestVerifyFindsAndRepairsDamage(t *testing.T) {
 		t.Fatalf("still damaged after refetch: %+v", rep.Damaged)
 	}
 }
+
+// Narinfos rendered (and cached) before a collection are not served after
+// it evicted their NARs.
+func TestGCDropsCachedNarInfos(t *testing.T) {
+	f := newFixture(t, func(c *mirror.Config, _ *upstream.Options) { c.MaxSize = 100 << 20 })
+	ctx := context.Background()
+	var paths []*mirrortest.Path
+	for _, n := range []string{"a", "b", "c"} {
+		paths = append(paths, f.path(t, n, 100_000, "none"))
+	}
+	f.fetchAll(t, paths...)
+	for _, p := range paths {
+		if _, err := f.m.NarInfo(ctx, p.Info.HashPart()); err != nil { // rendered now, with the NAR on disk
+			t.Fatal(err)
+		}
+		f.up.SetFault(mirrortest.NarInfoPath(p), mirrortest.Status500)
+	}
+	plan, err := f.m.RunGC(ctx, true)
+	if err != nil || len(plan.Victims) == 0 {
+		t.Fatalf("forced GC evicted nothing: %v", err)
+	}
+	if _, err := f.m.NarInfo(ctx, paths[0].Info.HashPart()); !errors.Is(err, mirror.ErrNotFound) {
+		t.Fatalf("the least recently used path is still advertised after GC: %v", err)
+	}
+}
