@@ -255,3 +255,16 @@ func TestBodiesStreamWhileFetched(t *testing.T) {
 	}
 	t.Fatal("the streamed body was not kept")
 }
+
+// With --proxy-immutable-after, a kept copy older than that is fetched again.
+func TestImmutableAfterExpires(t *testing.T) {
+	f := newFixture(t, []byte("v"), func(c *urlcache.Config, _ *fwdproxy.Options) { c.ImmutableAfter = time.Nanosecond })
+	for i := 0; i < 2; i++ {
+		if code, _ := f.get(t, "/t.tar"); code != 200 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	if f.fetches.Load() != 2 {
+		t.Fatalf("%d origin fetches, want 2 (the kept copy had expired)", f.fetches.Load())
+	}
+}
